@@ -1,0 +1,106 @@
+"""Backend protocol and registry (lazy built-ins plus entry points, as fsspec does).
+
+A backend is any object registered in the ``resnet_spec.backends`` entry-point group that
+implements :class:`Backend`. The built-in Keras and PyTorch backends are registered the same way
+by this distribution's ``pyproject.toml``; the core never imports them directly. Loading an
+entry point must not import the framework (backends import it inside their methods), so that
+listing backends and reporting a missing framework stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .pipeline import Architecture
+
+GROUP = "resnet_spec.backends"
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be used (unknown name, framework missing) or a saved model is refused."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: ClassVar[str]
+    #: importable module the backend needs (``torch``, ``tensorflow``); checked before use
+    framework_module: ClassVar[str]
+    #: what to tell users who lack it
+    install_hint: ClassVar[str]
+    #: file suffix of saved models (``.keras``, ``.pt``)
+    suffix: ClassVar[str]
+
+    def build(self, arch: Architecture, **options: Any) -> Any:
+        """A native model whose layer / submodule names are the graph's node names."""
+
+    def save(self, model: Any, arch: Architecture, spec_data: Mapping[str, Any], path: Path) -> None:
+        """Write ``model`` with the spec and its hash to ``path``, atomically."""
+
+    def load(self, path: Path) -> tuple[Any, dict[str, Any]]:
+        """Return the native model and its metadata (``spec``, ``hash``); refuse a mismatched hash."""
+
+    def framework_summary(self, model: Any) -> str:
+        """The framework's own summary text."""
+
+    def count_params(self, model: Any) -> tuple[int, int]:
+        """(trainable, non-trainable) as the framework counts them, non-trainable including norm statistics."""
+
+    def node_outputs(self, model: Any, arch: Architecture, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Eval-mode output of every graph node for a batch of NHWC images, as NHWC / (N, C) arrays."""
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    value: str  # "module:attribute"
+    distribution: str | None
+
+
+def available() -> dict[str, BackendInfo]:
+    """Registered backends, without importing any of them."""
+    found: dict[str, BackendInfo] = {}
+    for ep in entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else None
+        found.setdefault(ep.name, BackendInfo(ep.name, ep.value, dist))
+    return found
+
+
+def get_backend(name: str) -> Backend:
+    eps: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        eps.setdefault(ep.name, ep)
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none"
+        raise BackendError(f"unknown backend '{name}'; installed backends: {known}")
+    try:
+        backend_class = eps[name].load()
+    except ImportError as exc:
+        raise BackendError(f"backend '{name}' could not be imported: {exc}") from exc
+    module = getattr(backend_class, "framework_module", None)
+    if module and importlib.util.find_spec(module) is None:
+        hint = getattr(backend_class, "install_hint", f"pip install {module}")
+        raise BackendError(f"backend '{name}' needs {module}, which is not installed: {hint}")
+    backend = backend_class() if isinstance(backend_class, type) else backend_class
+    if not isinstance(backend, Backend):
+        raise BackendError(f"backend '{name}' ({eps[name].value}) does not implement the resnet_spec Backend protocol")
+    return backend
+
+
+def backend_for_file(path: Path) -> str:
+    """Guess the backend of a saved model from its suffix."""
+    for name, info in available().items():
+        try:
+            backend = get_backend(name)
+        except BackendError:
+            continue
+        if path.suffix == backend.suffix:
+            return name
+    raise BackendError(f"no installed backend saves '{path.suffix}' files; pass --backend")

@@ -1,0 +1,92 @@
+"""Depth rules: check a declared ``depth`` against the structure, or derive block counts from it.
+
+Depth counts the weighted layers on the main path, as the ResNet papers do: convolutions of the
+stem and of every block's residual branch (shortcut projections excluded) plus the classifier.
+Hidden dense layers in the head are not counted (the seed ResNet-34 for CIFAR-10 has two dense
+layers and is still "34"). With three stages of n basic blocks and a one-conv stem this gives
+6n + 2; with bottleneck blocks 9n + 2; for ImageNet nets it is the layer sum (1 + 3*16 + 1 = 50).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .diagnostics import Diagnostic
+from .spec import ConvLayer, ResNetSpec, Stage
+
+BLOCK_DEPTH = {"basic": 2, "preact_basic": 2, "bottleneck": 3, "preact_bottleneck": 3}
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    block_counts: tuple[int, ...]
+    depth: int
+
+
+def block_depth(spec: ResNetSpec, kind: str) -> int:
+    if kind in BLOCK_DEPTH:
+        return BLOCK_DEPTH[kind]
+    return sum(isinstance(layer, ConvLayer) for layer in spec.blocks[kind].layers)
+
+
+def _stage_depth(spec: ResNetSpec, stage: Stage, blocks: int) -> int:
+    first = block_depth(spec, stage.first_block or stage.block)
+    return first + (blocks - 1) * block_depth(spec, stage.block)
+
+
+def resolve(spec: ResNetSpec) -> tuple[DepthResult | None, list[Diagnostic]]:
+    """Block counts for every stage and the resulting depth (block kinds must already be known)."""
+    stem = sum(isinstance(layer, ConvLayer) for layer in spec.stem)
+    fixed = stem + 1  # + classifier
+    open_stages = [i for i, s in enumerate(spec.stages) if s.blocks is None]
+    for i, stage in enumerate(spec.stages):
+        if stage.blocks is not None:
+            fixed += _stage_depth(spec, stage, stage.blocks)
+    if not open_stages:
+        counts = tuple(s.blocks or 0 for s in spec.stages)
+        if spec.depth is not None and spec.depth != fixed:
+            return None, [_mismatch(spec, fixed, counts)]
+        return DepthResult(counts, fixed), []
+    if spec.depth is None:
+        return None, [
+            Diagnostic(
+                "RS102",
+                f"stage {i} has no `blocks` and there is no top-level `depth` to derive it from",
+                hint="give the stage `blocks: N`, or declare `depth:` for the whole network",
+                key_path=("stages", i, "blocks"),
+            )
+            for i in open_stages
+        ]
+    # Every open stage gets the same n: depth = fixed + sum(first - rest) + n * sum(rest).
+    per_n = sum(block_depth(spec, spec.stages[i].block) for i in open_stages)
+    offset = fixed + sum(_stage_depth(spec, spec.stages[i], 1) - block_depth(spec, spec.stages[i].block) for i in open_stages)
+    n, remainder = divmod(spec.depth - offset, per_n)
+    if remainder or n < 1:
+        return None, [_no_n(spec.depth, per_n, offset)]
+    counts = tuple(n if s.blocks is None else s.blocks for s in spec.stages)
+    return DepthResult(counts, spec.depth), []
+
+
+def _no_n(depth: int, per_n: int, offset: int) -> Diagnostic:
+    n = (depth - offset) / per_n
+    below = max(1, int(n)) if n >= 1 else 1
+    candidates = sorted({offset + per_n * below, offset + per_n * (below + 1)})
+    nearest = ", ".join(str(c) for c in candidates if c != depth)
+    return Diagnostic(
+        "RS205",
+        f"depth {depth} gives n = {n:.2f} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
+        hint=f"depth must be {per_n}n + {offset} for a whole n >= 1, or give every stage an explicit `blocks`",
+        key_path=("depth",),
+    )
+
+
+def _mismatch(spec: ResNetSpec, actual: int, counts: tuple[int, ...]) -> Diagnostic:
+    stem = sum(isinstance(layer, ConvLayer) for layer in spec.stem)
+    blocks = actual - stem - 1
+    return Diagnostic(
+        "RS205",
+        f"declared depth {spec.depth} does not match the structure: {stem} stem conv(s) + {blocks} block "
+        f"layers (blocks per stage {list(counts)}) + 1 classifier = {actual}",
+        hint=f"write `depth: {actual}`, remove `depth`, or change the block counts",
+        key_path=("depth",),
+    )

@@ -1,0 +1,236 @@
+"""The backend-neutral graph: a small, documented IR in the spirit of torch.fx.
+
+A :class:`Graph` is a list of typed nodes in topological order. Every node has
+
+* ``name``: a deterministic hierarchical name (``stage2.block0.conv1``) that backends reuse as
+  layer / submodule names, so weights can be moved between frameworks by name;
+* ``inputs``: the names of the nodes it reads (one, except :class:`Add` and :class:`Scale`);
+* ``origin``: the key path in the spec that produced it, so a problem found later (a residual
+  add whose shapes differ) can still point at a line of the file.
+
+Conventions every backend must follow:
+
+* Feature maps are described as (height, width, channels). Backends choose their own memory
+  layout (Keras NHWC, PyTorch NCHW); shapes in :mod:`resnet_spec.shapes` are layout-free.
+* Padding is explicit and per side: ``(top, bottom, left, right)``. The expander leaves "same"
+  symbolic (it depends on the input size); :func:`resnet_spec.shapes.analyze` returns the graph
+  with it resolved to TensorFlow's rule (extra row/column at the bottom/right). Backends only
+  ever see resolved graphs.
+* Convolutions and max pooling pad with zeros and with minus infinity respectively (never
+  zero-padding before a max); average pooling divides by the number of *real* (unpadded) cells
+  when ``count_padding`` is false (TensorFlow "same"), by the full window when true.
+* Batch normalization's ``decay`` is the weight of the old running statistic
+  (``running = decay * running + (1 - decay) * batch``; PyTorch's ``momentum`` is ``1 - decay``).
+  ``running_variance`` says whether the running variance accumulates the biased batch variance
+  (Keras) or the unbiased one (PyTorch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from .diagnostics import KeyPath
+
+Padding4 = tuple[int, int, int, int]  # top, bottom, left, right
+Pair = tuple[int, int]  # (height, width)
+
+ActivationFunction = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "softmax"]
+InitializerName = Literal[
+    "he_normal",
+    "he_uniform",
+    "kaiming_normal",
+    "kaiming_normal_fan_out",
+    "glorot_uniform",
+    "glorot_normal",
+    "lecun_normal",
+    "torch_default",
+    "zeros",
+]
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    inputs: tuple[str, ...]
+    origin: KeyPath = field(default=(), compare=False)
+
+    @property
+    def op(self) -> str:
+        """Short operation name used in summaries and canonical forms (``conv``, ``add``...)."""
+        return OP_NAMES[type(self)]
+
+    def attributes(self) -> dict[str, object]:
+        """The node's own settings (everything but name, inputs and origin)."""
+        skip = {"name", "inputs", "origin"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+@dataclass(frozen=True)
+class Input(Node):
+    shape: tuple[int, int, int] = (0, 0, 0)  # (height, width, channels)
+
+
+@dataclass(frozen=True)
+class Conv2D(Node):
+    filters: int = 0
+    kernel_size: Pair = (1, 1)
+    strides: Pair = (1, 1)
+    padding: Padding4 = (0, 0, 0, 0)
+    groups: int = 1
+    use_bias: bool = False
+    initializer: InitializerName = "he_normal"
+    kernel_l2: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchNorm(Node):
+    decay: float = 0.9
+    epsilon: float = 1e-5
+    running_variance: Literal["biased", "unbiased"] = "biased"
+    center: bool = True  # learn beta
+    scale: bool = True  # learn gamma
+    zero_init: bool = False  # gamma starts at 0 (zero-init of the last norm in a block)
+
+
+@dataclass(frozen=True)
+class Activation(Node):
+    function: ActivationFunction = "relu"
+
+
+@dataclass(frozen=True)
+class ZeroPad(Node):
+    padding: Padding4 = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class MaxPool(Node):
+    pool_size: Pair = (2, 2)
+    strides: Pair = (2, 2)
+    padding: Padding4 = (0, 0, 0, 0)  # padded cells never win: they hold -inf
+
+
+@dataclass(frozen=True)
+class AvgPool(Node):
+    pool_size: Pair = (2, 2)
+    strides: Pair = (2, 2)
+    padding: Padding4 = (0, 0, 0, 0)
+    count_padding: bool = False  # False: divide by the number of real cells (TensorFlow "same")
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool(Node):
+    keepdims: bool = False  # True keeps a 1x1 map (squeeze-and-excitation)
+
+
+@dataclass(frozen=True)
+class Flatten(Node):
+    """Flattens (H, W, C) in that order: (h, w, c) row-major, as NHWC frameworks do.
+
+    A channels-first backend must permute so that the dense layer after it sees the same order.
+    """
+
+
+@dataclass(frozen=True)
+class Dense(Node):
+    units: int = 0
+    use_bias: bool = True
+    initializer: InitializerName = "glorot_uniform"
+    kernel_l2: float = 0.0
+
+
+@dataclass(frozen=True)
+class Dropout(Node):
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class DropPath(Node):
+    """Stochastic depth: drops the whole residual branch per sample with probability ``rate``
+    during training and scales kept samples by 1 / (1 - rate); identity at inference."""
+
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class Add(Node):
+    """Residual merge: inputs[0] is the residual branch, inputs[1] the shortcut."""
+
+
+@dataclass(frozen=True)
+class Scale(Node):
+    """Channel-wise multiply (squeeze-and-excitation): inputs[0] (H, W, C) times inputs[1] (1, 1, C)."""
+
+
+@dataclass(frozen=True)
+class ChannelPadShortcut(Node):
+    """The paper's option A: take every ``stride``-th row and column (``x[::s, ::s]``), then pad
+    channels with zeros, ``pad_before`` in front and ``pad_after`` behind."""
+
+    stride: int = 1
+    pad_before: int = 0
+    pad_after: int = 0
+
+
+OP_NAMES: dict[type[Node], str] = {
+    Input: "input",
+    Conv2D: "conv",
+    BatchNorm: "batch_norm",
+    Activation: "activation",
+    ZeroPad: "zero_pad",
+    MaxPool: "max_pool",
+    AvgPool: "avg_pool",
+    GlobalAvgPool: "global_avg_pool",
+    Flatten: "flatten",
+    Dense: "dense",
+    Dropout: "dropout",
+    DropPath: "drop_path",
+    Add: "add",
+    Scale: "scale",
+    ChannelPadShortcut: "channel_pad_shortcut",
+}
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order; ``output`` names the node whose value the model returns."""
+
+    nodes: list[Node] = field(default_factory=list)
+    output: str = ""
+
+    def __post_init__(self) -> None:
+        self._by_name: dict[str, Node] = {n.name: n for n in self.nodes}
+
+    def add(self, node: Node) -> str:
+        if node.name in self._by_name:
+            raise ValueError(f"duplicate node name {node.name!r}")  # an expander bug, not user error
+        for name in node.inputs:
+            if name not in self._by_name:
+                raise ValueError(f"node {node.name!r} reads unknown node {name!r}")
+        self.nodes.append(node)
+        self._by_name[node.name] = node
+        self.output = node.name
+        return node.name
+
+    def __getitem__(self, name: str) -> Node:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def input(self) -> Input:
+        first = self.nodes[0]
+        assert isinstance(first, Input)
+        return first
+
+    def consumers(self) -> dict[str, list[str]]:
+        users: dict[str, list[str]] = {n.name: [] for n in self.nodes}
+        for node in self.nodes:
+            for name in node.inputs:
+                users[name].append(node.name)
+        return users

@@ -1,0 +1,462 @@
+"""Read a spec file (YAML or JSON) into plain Python data, safely, with a source map.
+
+Values are built straight from the parser's *event* stream rather than from composed nodes:
+PyYAML's composers recurse once per nesting level (the C one crashes the whole process on input
+nested ~100k deep), while the event parsers are iterative. Building from events also lets us
+record the position of every key and value, spot duplicate keys, refuse every tag except plain
+str/int/float/bool/null/list/map, and stop the moment a limit is hit (alias bombs, deep nesting).
+Problems in the input never raise: they come back as located :class:`Diagnostic` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import yaml
+from yaml import events as ev
+
+from .diagnostics import Diagnostic, KeyPath, Severity, format_key_path
+
+# libyaml's parser is ~10x faster, and unlike the pure one it accepts tab-indented JSON.
+_Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_T = "tag:yaml.org,2002:"
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1 resolution, plus exponents with no dot or no sign (`lr: 1e-3`), which YAML 1.1 reads as a
+    string: specs write learning rates and epsilons that way, and YAML 1.2 and JSON read them as floats."""
+
+
+_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_Resolver.add_implicit_resolver(_T + "float", _EXPONENT, list("-+0123456789"))
+_RESOLVER = _Resolver()
+_SAFE = yaml.constructor.SafeConstructor()
+_STR, _MERGE = _T + "str", _T + "merge"
+_SCALARS = {  # the only scalar types a spec may hold, built with SafeLoader's own rules
+    _STR: _SAFE.construct_yaml_str,
+    _T + "int": _SAFE.construct_yaml_int,
+    _T + "float": _SAFE.construct_yaml_float,
+    _T + "bool": _SAFE.construct_yaml_bool,
+    _T + "null": _SAFE.construct_yaml_null,
+}
+_COLLECTIONS = {ev.MappingStartEvent: (_T + "map", dict), ev.SequenceStartEvent: (_T + "seq", list)}
+_KEY, _BAD, _NOTHING = object(), object(), object()  # sentinels: awaiting a key / refused key / no document
+_INDEX = re.compile(r"[0-9]+\Z")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 1_000_000  # file size
+    max_aliases: int = 100  # alias (*ref) uses in one document
+    max_nodes: int = 200_000  # scalars+mappings+sequences after alias expansion
+    max_depth: int = 64  # nesting of mappings/sequences
+
+
+@dataclass
+class SourceMap:
+    file: str | None
+    text: str
+    key_positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    value_positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[KeyPath, str] = field(default_factory=dict)  # path set by --set -> the override text
+
+    def _overridden(self, path: KeyPath) -> str | None:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.overrides:
+                return self.overrides[path[:end]]
+        return None
+
+    def locate(self, path: KeyPath, *, prefer: Literal["key", "value"] = "value") -> tuple[int | None, int | None]:
+        """Position of the longest prefix of `path` that exists (so a missing key points at its parent)."""
+        if self._overridden(path) is not None:
+            return None, None  # the value came from the command line, not from this file
+        first, second = (self.key_positions, self.value_positions)
+        if prefer == "value":
+            first, second = second, first
+        for end in range(len(path), -1, -1):
+            hit = first.get(path[:end]) or second.get(path[:end])
+            if hit:
+                return hit
+        return None, None
+
+    def attach(self, diagnostic: Diagnostic, *, prefer: Literal["key", "value"] = "value") -> Diagnostic:
+        text = self._overridden(diagnostic.key_path)
+        if text is not None:
+            return diagnostic.located(f"--set {text}", None, None)
+        return diagnostic.located(self.file, *self.locate(diagnostic.key_path, prefer=prefer))
+
+    def _set_by_override(self, path: KeyPath, text: str) -> None:
+        for table in (self.key_positions, self.value_positions, self.overrides):
+            for old in [p for p in table if p[: len(path)] == path]:
+                del table[old]
+        self.overrides[path] = text
+
+
+@dataclass
+class LoadedDocument:
+    data: Any  # plain dict/list/str/int/float/bool/None; None unless ok
+    source: SourceMap
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+class _Stop(Exception):
+    """A limit was hit: stop reading at once (the diagnostic is already recorded)."""
+
+
+@dataclass
+class _Frame:
+    value: dict | list
+    path: KeyPath | None  # None: a collection whose value is thrown away (used as a key, or under a bad key)
+    mark: Any
+    anchor: str | None
+    nodes_before: int
+    child_height: int = 0
+    key: Any = _KEY  # mappings: _KEY while awaiting a key, else the pending key (or _BAD)
+    first_lines: dict[str, int] = field(default_factory=dict)
+
+
+class _Builder:
+    """Turns one YAML event stream into plain values, positions and diagnostics."""
+
+    def __init__(self, file: str | None, limits: Limits):
+        self.file, self.limits = file, limits
+        self.diagnostics: list[Diagnostic] = []
+        self.keys: dict[KeyPath, tuple[int, int]] = {}
+        self.values: dict[KeyPath, tuple[int, int]] = {}
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, node count, height)
+        self.nodes = self.aliases = self.documents = 0
+        self.root: Any = _NOTHING
+        self.stopped = False
+
+    def run(self, text: str) -> _Builder:
+        handlers = {ev.ScalarEvent: self._scalar, ev.AliasEvent: self._alias, ev.MappingStartEvent: self._open,
+                    ev.SequenceStartEvent: self._open, ev.MappingEndEvent: self._close,
+                    ev.SequenceEndEvent: self._close, ev.DocumentStartEvent: self._document}
+        parser = _Parser(text)
+        try:
+            while parser.check_event():
+                event = parser.get_event()
+                handler = handlers.get(type(event))
+                if handler:
+                    handler(event)
+        except _Stop:
+            self.stopped = True
+        except yaml.MarkedYAMLError as exc:
+            self._syntax_error(exc.problem or str(exc), exc.problem_mark, exc.context)
+        except yaml.reader.ReaderError as exc:  # a control character, say: only an offset is given
+            before = text[: exc.position]
+            mark = yaml.Mark("", exc.position, before.count("\n"), exc.position - before.rfind("\n") - 1, None, None)
+            self._syntax_error(f"character {chr(exc.character)!r}: {exc.reason}", mark, None)
+        except RecursionError:  # only reachable with a huge Limits.max_depth
+            self._stop("RS008", "the document nests too deeply to read", None, ())
+        finally:
+            parser.dispose()
+        return self
+
+    # -- diagnostics -------------------------------------------------------------------------
+    def _report(self, code: str, message: str, mark: Any, path: KeyPath | None, hint: str | None = None) -> None:
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        where = path if path is not None else self._container_path()
+        self.diagnostics.append(Diagnostic(code, message, hint=hint, file=self.file, line=line, column=col, key_path=where))
+
+    def _stop(self, code: str, message: str, mark: Any, path: KeyPath | None, hint: str | None = None) -> None:
+        self._report(code, message, mark, path, hint)
+        raise _Stop
+
+    def _syntax_error(self, problem: str, mark: Any, context: str | None) -> None:
+        self.stopped = True
+        self._report("RS003", problem, mark, (), hint=f"{context}" if context else None)
+
+    def _container_path(self) -> KeyPath:
+        paths = [f.path for f in self.stack if f.path is not None]
+        return paths[-1] if paths else ()
+
+    # -- where the next node goes ------------------------------------------------------------
+    def _slot(self) -> tuple[KeyPath | None, bool]:
+        """(path of the next node, or None when its value is not kept by path; whether it is a mapping key)."""
+        if not self.stack:
+            return (), False
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return (None if top.path is None else top.path + (len(top.value),)), False
+        if top.key is _KEY:
+            return None, True
+        return (None if top.path is None or top.key is _BAD else top.path + (top.key,)), False
+
+    def _count(self, n: int, mark: Any) -> None:
+        self.nodes += n  # counted as built, so a bomb is refused long before it is expanded
+        if self.nodes > self.limits.max_nodes:
+            self._stop("RS007", f"the document expands to more than {self.limits.max_nodes} nodes", mark, None,
+                       hint="aliases (*name) copy whole subtrees; write the spec without alias chains")
+
+    def _deliver(self, value: Any, height: int, mark: Any, raw: str | None = None) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        top.child_height = max(top.child_height, height)
+        if isinstance(top.value, list):
+            top.value.append(value)
+        elif top.key is _KEY:
+            self._take_key(top, value, mark, raw)
+        else:
+            if top.key is not _BAD:
+                top.value[top.key] = value
+            top.key = _KEY
+
+    def _take_key(self, top: _Frame, key: Any, mark: Any, raw: str | None) -> None:
+        parent = top.path if top.path is not None else ()
+        if not isinstance(key, str):
+            top.key = _BAD
+            self._report("RS103", f"keys must be strings, got {type(key).__name__} {key!r}", mark, parent,
+                         hint=f"quote the key (\"{raw if raw is not None else key}\": ...); "
+                         "YAML reads 1, yes, on, null as non-strings")
+            return
+        top.key = key
+        if key in top.first_lines:
+            self._report("RS005", f"duplicate key '{key}' (first defined on line {top.first_lines[key]})", mark,
+                         parent + (key,), hint="remove one of them; YAML would silently keep the last")
+            return
+        top.first_lines[key] = mark.line + 1
+        if top.path is not None:
+            self.keys[top.path + (key,)] = (mark.line + 1, mark.column + 1)
+
+    def _record(self, path: KeyPath | None, mark: Any) -> None:
+        if path is not None:
+            self.values[path] = (mark.line + 1, mark.column + 1)
+
+    # -- event handlers ----------------------------------------------------------------------
+    def _document(self, event: Any) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            self._syntax_error("expected a single document, found a second one", event.start_mark, None)
+            raise _Stop
+
+    def _scalar(self, event: Any) -> None:
+        path, is_key = self._slot()
+        self._count(1, event.start_mark)
+        self._record(path, event.start_mark)
+        value = self._scalar_value(event, is_key, path)
+        if event.anchor:
+            self.anchors[event.anchor] = (value, 1, 0)
+        self._deliver(value, 0, event.start_mark, event.value)
+
+    def _scalar_value(self, event: Any, is_key: bool, path: KeyPath | None) -> Any:
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _MERGE and is_key:
+                self._report("RS009", "YAML merge keys (<<) are not supported", event.start_mark, path,
+                             hint="write the keys out, or alias the whole mapping (key: *name)")
+                return event.value  # a string key, so that it is not also reported as a non-string one
+            if tag not in _SCALARS:
+                tag = _STR  # implicit timestamps and the like stay strings
+        elif tag not in _SCALARS:
+            return self._unsafe(tag, event.start_mark, path)
+        if tag == _STR:
+            return event.value
+        try:
+            return _SCALARS[tag](yaml.ScalarNode(tag, event.value))
+        except (ValueError, KeyError):  # an explicit !!int abc, !!bool maybe
+            self._report("RS103", f"{event.value!r} is not a valid {_short(tag)}", event.start_mark, path)
+            return None
+
+    def _unsafe(self, tag: str, mark: Any, path: KeyPath | None) -> None:
+        self._report("RS009", f"unsafe YAML tag {_short(tag)}: only strings, numbers, booleans, null, lists "
+                     "and mappings are allowed", mark, path, hint="remove the tag; specs never construct objects")
+
+    def _open(self, event: Any) -> None:
+        path, _ = self._slot()
+        mark = event.start_mark
+        before = self.nodes
+        self._count(1, mark)
+        if len(self.stack) >= self.limits.max_depth:
+            self._stop("RS008", f"mappings and lists nest more than {self.limits.max_depth} levels deep", mark, path)
+        tag, make = _COLLECTIONS[type(event)]
+        if event.tag not in (None, "!", tag):
+            self._unsafe(event.tag, mark, path)
+        self._record(path, mark)
+        self.stack.append(_Frame(make(), path, mark, event.anchor, before))
+
+    def _close(self, event: Any) -> None:
+        frame = self.stack.pop()
+        height = frame.child_height + 1
+        if frame.anchor:
+            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.nodes_before, height)
+        self._deliver(frame.value, height, frame.mark)
+
+    def _alias(self, event: Any) -> None:
+        path, _ = self._slot()
+        mark, limits = event.start_mark, self.limits
+        self.aliases += 1
+        if self.aliases > limits.max_aliases:
+            self._stop("RS007", f"the document uses more than {limits.max_aliases} aliases", mark, path)
+        if event.anchor not in self.anchors:
+            self._syntax_error(f"alias *{event.anchor} refers to no anchor defined before it", mark, None)
+            raise _Stop
+        value, count, height = self.anchors[event.anchor]
+        self._count(count, mark)
+        if len(self.stack) + height > limits.max_depth:
+            self._stop("RS008", f"alias *{event.anchor} nests the document more than {limits.max_depth} levels deep",
+                       mark, path)
+        self._record(path, mark)
+        self._deliver(_copy(value), height, mark)  # a fresh copy: overrides must not leak into the anchor
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_T):] if tag.startswith(_T) else tag
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _decode(raw: bytes, file: str | None) -> tuple[str | None, Diagnostic | None]:
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not valid UTF-8"
+        return None, Diagnostic("RS002", message, hint="save the file as UTF-8", file=file, line=line, column=column)
+
+
+def _load_json(text: str, builder: _Builder) -> Any:
+    """Syntax and values from the json module; positions and duplicate keys from the YAML event parser."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                duplicates.append(key)
+            result[key] = value
+        return result
+
+    if not text.strip():
+        return _NOTHING  # an empty file is "not a mapping" (RS010), as for YAML
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        builder.diagnostics.append(Diagnostic("RS004", exc.msg, file=builder.file, line=exc.lineno, column=exc.colno))
+        return _NOTHING
+    except RecursionError:
+        builder.diagnostics.append(Diagnostic("RS008", "the JSON nests too deeply to read", file=builder.file, line=1, column=1))
+        return _NOTHING
+    builder.run(text)
+    if any(d.code == "RS003" for d in builder.diagnostics):  # valid JSON that YAML cannot read: no positions
+        builder.keys.clear(), builder.values.clear()
+        builder.diagnostics = [Diagnostic("RS005", f"duplicate key '{k}'", file=builder.file) for k in duplicates]
+    return data
+
+
+def load_text(text: str | bytes, *, filename: str | None = None, fmt: Literal["yaml", "json"] | None = None,
+              limits: Limits = Limits()) -> LoadedDocument:
+    file = filename if filename is not None else "<string>"
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(raw) > limits.max_bytes:
+        return _failed(file, "", Diagnostic("RS006", f"the file is {len(raw)} bytes; the limit is {limits.max_bytes}",
+                                            file=file, line=1, column=1))
+    if isinstance(text, bytes):
+        text, problem = _decode(text, file)
+        if problem:
+            return _failed(file, "", problem)
+    text = text.removeprefix("\ufeff")
+    if fmt is None:
+        fmt = "json" if file.lower().endswith(".json") else "yaml"
+    builder = _Builder(file, limits)
+    data = _load_json(text, builder) if fmt == "json" else builder.run(text).root
+    source = SourceMap(file, text, builder.keys, builder.values)
+    problems = builder.diagnostics
+    if not problems and not isinstance(data, dict):
+        empty = data is _NOTHING or data is None
+        line, col = (1, 1) if empty else source.locate(())
+        what = "empty" if empty else f"a {type(data).__name__}"
+        problems.append(Diagnostic("RS010", f"the top level of a spec must be a mapping, but the document is {what}",
+                                   hint="start the file with keys such as `version:` and `stages:`",
+                                   file=file, line=line, column=col))
+    return LoadedDocument(data if not problems else None, source, problems)
+
+
+def _failed(file: str | None, text: str, problem: Diagnostic) -> LoadedDocument:
+    return LoadedDocument(None, SourceMap(file, text), [problem])
+
+
+def load_file(path: str | os.PathLike, *, limits: Limits = Limits()) -> LoadedDocument:
+    """Read a spec file; `.json` files are JSON, anything else YAML; "-" reads standard input."""
+    name = os.fspath(path)
+    fmt: Literal["yaml", "json"] = "json" if str(name).lower().endswith(".json") else "yaml"
+    try:
+        if name == "-":
+            name, raw = "<stdin>", sys.stdin.buffer.read(limits.max_bytes + 1)
+        else:
+            with open(name, "rb") as handle:  # read one byte past the limit: enough to know it is too big
+                raw = handle.read(limits.max_bytes + 1)
+    except OSError as exc:
+        return _failed(str(name), "", Diagnostic("RS001", f"cannot read {name}: {exc.strerror or exc}", file=str(name)))
+    return load_text(raw, filename=str(name), fmt=fmt, limits=limits)
+
+
+# -- command-line overrides (--set key.path=value) -------------------------------------------
+
+def apply_overrides(document: LoadedDocument, overrides: Sequence[str]) -> LoadedDocument:
+    """Return a new document with each `key.path=value` applied; the input document is not changed."""
+    if not document.ok or not overrides:
+        return document
+    data = _copy(document.data)
+    old = document.source
+    source = replace(old, key_positions=dict(old.key_positions), value_positions=dict(old.value_positions),
+                     overrides=dict(old.overrides))
+    problems = [p for p in (_apply_one(data, source, text) for text in overrides) if p is not None]
+    return LoadedDocument(None if problems else data, source, list(document.diagnostics) + problems)
+
+
+def _apply_one(data: dict, source: SourceMap, text: str) -> Diagnostic | None:
+    def bad(message: str, path: KeyPath = ()) -> Diagnostic:
+        return Diagnostic("RS011", f"override '{text}': {message}", file=f"--set {text}", key_path=path,
+                          hint="write --set key.path=value; list items are numbered from 0, e.g. stages.0.blocks=3")
+
+    raw_path, sep, raw_value = text.partition("=")
+    parts = raw_path.strip().split(".")
+    if not sep or "" in parts:
+        return bad("missing '='" if not sep else "the key path has an empty part")
+    value_doc = _Builder(f"--set {text}", Limits()).run(raw_value)
+    if value_doc.diagnostics:
+        return bad(f"cannot read the value: {value_doc.diagnostics[0].message}")
+    value = None if value_doc.root is _NOTHING else value_doc.root
+    target: Any = data
+    path: KeyPath = ()
+    for i, part in enumerate(parts):
+        if isinstance(target, list):
+            if not _INDEX.match(part) or int(part) >= len(target):
+                return bad(f"'{part}' is not an index of the list at '{format_key_path(path)}' "
+                           f"({len(target)} items)", path + (part,))
+            key: str | int = int(part)
+        elif isinstance(target, dict):
+            key = part
+            if i < len(parts) - 1 and key not in target:
+                return bad(f"'{format_key_path(path + (key,))}' does not exist", path + (key,))
+        else:
+            return bad(f"'{format_key_path(path)}' is a {type(target).__name__}, not a mapping or list", path)
+        path += (key,)
+        if i == len(parts) - 1:
+            target[key] = value
+        else:
+            target = target[key]
+    source._set_by_override(path, text)
+    return None

@@ -1,0 +1,241 @@
+"""Schema check: plain data -> typed :class:`~resnet_spec.spec.ResNetSpec`, or diagnostics.
+
+The JSON Schema in ``spec/`` is generated from the same pydantic models, so checking against
+the models *is* the schema check; what this module adds is the translation of pydantic's errors
+into diagnostics users can act on: stable codes, the key path in the user's document (pydantic's
+internal union labels stripped), one message per place, and "did you mean" for misspelt keys
+and enum values. Validation is strict: YAML already types its scalars, so "3" is not a number.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from .diagnostics import Diagnostic, KeyPath
+from .spec import ResNetSpec
+
+_TYPE_ERRORS = {
+    "int_type", "int_parsing", "int_from_float", "float_type", "float_parsing", "bool_type",
+    "bool_parsing", "string_type", "dict_type", "list_type", "model_type", "model_attributes_type",
+    "tuple_type", "none_required", "is_instance_of",
+}  # fmt: skip
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
+_RANGE_WORDS = {
+    "greater_than": "greater than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+    "too_short": "at least {min_length} items",
+    "too_long": "at most {max_length} items",
+}
+
+
+def check(data: Any) -> tuple[ResNetSpec | None, list[Diagnostic]]:
+    try:
+        return ResNetSpec.model_validate(data, strict=True), []
+    except ValidationError as exc:
+        return None, translate(exc.errors(include_url=False), data)
+
+
+def translate(errors: Iterable[dict[str, Any]], data: Any) -> list[Diagnostic]:
+    """One diagnostic per document place: union members failing at the same place are merged."""
+    by_path: dict[KeyPath, list[dict[str, Any]]] = {}
+    for error in errors:
+        by_path.setdefault(data_path(error["loc"], data), []).append(error)
+    return [_diagnose(path, errs, data) for path, errs in by_path.items()]
+
+
+def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:
+    """Walk pydantic's loc through the document, dropping union labels (``'conv'``, ``'int'``,
+    ``'literal[...]'``) that are not keys of the data. A missing key stays as the last element."""
+    path: list[str | int] = []
+    node = data
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            path.append(part)
+        elif isinstance(node, dict) and i == len(parts) - 1 and isinstance(part, str) and not _is_label(part):
+            path.append(part)  # a missing key
+    return tuple(path)
+
+
+def _is_label(part: str) -> bool:
+    return part.startswith(("literal[", "list[", "function-", "json-or-python")) or part in {
+        "int", "float", "str", "bool", "none", "constrained-int", "constrained-float", "Shortcut", "str-enum",
+    }  # fmt: skip
+
+
+def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any) -> Diagnostic:
+    kinds = {e["type"] for e in errors}
+    received = _value_at(data, path)
+    where = ".".join(map(str, path)) or "the top level"
+    if "extra_forbidden" in kinds:
+        return _unknown_key(path, data)
+    if "missing" in kinds:
+        return Diagnostic("RS102", f"missing required key `{path[-1]}`", hint=_missing_hint(path), key_path=path)
+    if path == ("version",):
+        return Diagnostic(
+            "RS106", f"spec version {received!r} is not supported; this release reads version 1",
+            hint="write `version: 1`", key_path=path,
+        )  # fmt: skip
+    if "union_tag_not_found" in kinds:
+        tag = errors[0]["ctx"]["discriminator"].strip("'")
+        return Diagnostic("RS102", f"this item needs a `{tag}` key", hint=_choices_hint(_tags(errors)), key_path=path)
+    if "union_tag_invalid" in kinds:
+        ctx = errors[0]["ctx"]
+        return _unknown_value(path, ctx["tag"], _quoted(ctx["expected_tags"]), key_path_suffix=ctx["discriminator"])
+    literals = [e for e in errors if e["type"] in {"literal_error", "enum"}]
+    if literals and isinstance(received, str):
+        options = [opt for e in literals for opt in _quoted(e["ctx"]["expected"])]
+        return _unknown_value(path, received, options)
+    if kinds & _RANGE_ERRORS and len(kinds - _TYPE_ERRORS) == len(kinds & _RANGE_ERRORS):
+        error = next(e for e in errors if e["type"] in _RANGE_ERRORS)
+        bound = _RANGE_WORDS[error["type"]].format(**error.get("ctx", {}))
+        return Diagnostic(
+            "RS105", f"{where} is {_show(received)}; it must be {bound}", hint=_alternatives(errors), key_path=path
+        )
+    if "value_error" in kinds or "string_pattern_mismatch" in kinds:
+        message = "; ".join(_clean(e["msg"]) for e in errors)
+        return Diagnostic("RS107", f"{where}: {message}", key_path=path)
+    return Diagnostic(
+        "RS103", f"{where} is {_show(received)} ({_type_name(received)}); expected {_expected(errors)}", key_path=path
+    )
+
+
+def _unknown_key(path: KeyPath, data: Any) -> Diagnostic:
+    key = str(path[-1])
+    allowed = allowed_keys(path[:-1], data)
+    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean `{match[0]}`?" if match else (_choices_hint(allowed) if allowed else None)
+    return Diagnostic("RS101", f"unknown key `{key}`", hint=hint, key_path=path)
+
+
+def _unknown_value(path: KeyPath, value: str, options: list[str], key_path_suffix: str | None = None) -> Diagnostic:
+    if key_path_suffix:
+        path = (*path, key_path_suffix.strip("'"))
+    match = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
+    hint = f"did you mean '{match[0]}'? " if match else ""
+    return Diagnostic(
+        "RS104", f"unknown value '{value}' for `{path[-1]}`", hint=hint + _choices_hint(options), key_path=path
+    )
+
+
+def _choices_hint(options: Iterable[str]) -> str:
+    return "expected one of: " + ", ".join(sorted(set(options)))
+
+
+def _missing_hint(path: KeyPath) -> str | None:
+    examples = {
+        "input": "add `input: {height: 32, width: 32, channels: 3}`",
+        "classes": "add `classes: 10` (the number of output classes)",
+        "stages": "add a list of stages, e.g. `stages: [{block: basic, blocks: 2, filters: 64}]`",
+        "version": "add `version: 1` at the top of the file",
+        "filters": "every stage needs `filters` (its output channels)",
+    }
+    return examples.get(str(path[-1]))
+
+
+def _tags(errors: list[dict[str, Any]]) -> list[str]:
+    return _quoted(errors[0]["ctx"].get("expected_tags", ""))
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r"'([^']*)'", text)
+
+
+def _expected(errors: list[dict[str, Any]]) -> str:
+    words = []
+    for error in errors:
+        kind = error["type"]
+        if kind in {"literal_error", "enum"}:
+            words.append("one of " + error["ctx"]["expected"])
+        elif kind in _RANGE_ERRORS:
+            words.append(_RANGE_WORDS[kind].format(**error.get("ctx", {})))
+        else:
+            words.append(_clean(error["msg"]).removeprefix("Input should be ").removesuffix(" instance"))
+    return " or ".join(dict.fromkeys(words))
+
+
+def _alternatives(errors: list[dict[str, Any]]) -> str | None:
+    others = [e for e in errors if e["type"] not in _RANGE_ERRORS]
+    return f"it may also be {_expected(others)}" if others else None
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _value_at(data: Any, path: KeyPath) -> Any:
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+             float: "a number", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------- allowed keys, from the schema
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return ResNetSpec.model_json_schema()
+
+
+def allowed_keys(path: KeyPath, data: Any) -> list[str]:
+    """The keys the schema allows at ``path`` of ``data`` (for "did you mean")."""
+    schema = _schema()
+    node: Any = _schema()
+    value = data
+    for part in path:
+        node = _resolve(schema, node, value)
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif "properties" in node and part in node["properties"]:
+            node = node["properties"][part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return []
+        value = _value_at(value, (part,))
+    return sorted(_resolve(schema, node, value).get("properties", {}))
+
+
+def _resolve(root: dict[str, Any], node: dict[str, Any], value: Any) -> dict[str, Any]:
+    """Follow $ref, and pick the anyOf/oneOf branch that fits ``value`` (by discriminator or by object-ness)."""
+    for _ in range(16):
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+        elif "discriminator" in node and isinstance(value, dict):
+            tag = value.get(node["discriminator"]["propertyName"])
+            target = node["discriminator"]["mapping"].get(tag)
+            node = {"$ref": target} if target else {}
+        elif "anyOf" in node or "oneOf" in node:
+            branches = node.get("anyOf") or node.get("oneOf")
+            objects = [b for b in branches if "$ref" in b or b.get("type") == "object" or "properties" in b]
+            node = objects[0] if objects else {}
+        else:
+            return node
+    return node
