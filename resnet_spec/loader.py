@@ -48,6 +48,7 @@ _SCALARS = {  # the only scalar types a spec may hold, built with SafeLoader's o
 _COLLECTIONS = {ev.MappingStartEvent: (_T + "map", dict), ev.SequenceStartEvent: (_T + "seq", list)}
 _KEY, _BAD, _NOTHING = object(), object(), object()  # sentinels: awaiting a key / refused key / no document
 _INDEX = re.compile(r"[0-9]+\Z")
+_SCALAR_CACHE: dict[tuple, Any] = {}  # (tag, text, implicit, is_key) -> value, for scalars that load cleanly
 
 
 @dataclass(frozen=True)
@@ -143,32 +144,31 @@ class _Builder:
         handlers = {ev.ScalarEvent: self._scalar, ev.AliasEvent: self._alias, ev.MappingStartEvent: self._open,
                     ev.SequenceStartEvent: self._open, ev.MappingEndEvent: self._close,
                     ev.SequenceEndEvent: self._close, ev.DocumentStartEvent: self._document}
-        parser = _Parser(text)
         try:
-            while parser.check_event():
-                event = parser.get_event()
+            for event in iter(_Parser(text).get_event, None):  # the pure Reader may fail already on creation
                 handler = handlers.get(type(event))
                 if handler:
                     handler(event)
         except _Stop:
             self.stopped = True
         except yaml.MarkedYAMLError as exc:
-            self._syntax_error(exc.problem or str(exc), exc.problem_mark, exc.context)
+            context = exc.context and f"{exc.context} (line {exc.context_mark.line + 1})"
+            self._syntax_error(exc.problem or str(exc), exc.problem_mark, context)
         except yaml.reader.ReaderError as exc:  # a control character, say: only an offset is given
             before = text[: exc.position]
             mark = yaml.Mark("", exc.position, before.count("\n"), exc.position - before.rfind("\n") - 1, None, None)
             self._syntax_error(f"character {chr(exc.character)!r}: {exc.reason}", mark, None)
-        except RecursionError:  # only reachable with a huge Limits.max_depth
-            self._stop("RS008", "the document nests too deeply to read", None, ())
-        finally:
-            parser.dispose()
+        except RecursionError:  # only copying an alias recurses, and only past a huge Limits.max_depth
+            self.stopped = True
+            self._report("RS008", "the document nests too deeply to read", None, ())
         return self
 
     # -- diagnostics -------------------------------------------------------------------------
     def _report(self, code: str, message: str, mark: Any, path: KeyPath | None, hint: str | None = None) -> None:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         where = path if path is not None else self._container_path()
-        self.diagnostics.append(Diagnostic(code, message, hint=hint, file=self.file, line=line, column=col, key_path=where))
+        self.diagnostics.append(Diagnostic(code, message, hint=hint, file=self.file, line=line, column=col,
+                                           key_path=where))
 
     def _stop(self, code: str, message: str, mark: Any, path: KeyPath | None, hint: str | None = None) -> None:
         self._report(code, message, mark, path, hint)
@@ -176,7 +176,7 @@ class _Builder:
 
     def _syntax_error(self, problem: str, mark: Any, context: str | None) -> None:
         self.stopped = True
-        self._report("RS003", problem, mark, (), hint=f"{context}" if context else None)
+        self._report("RS003", problem, mark, (), hint=context)
 
     def _container_path(self) -> KeyPath:
         paths = [f.path for f in self.stack if f.path is not None]
@@ -243,14 +243,24 @@ class _Builder:
             self._syntax_error("expected a single document, found a second one", event.start_mark, None)
             raise _Stop
 
-    def _scalar(self, event: Any) -> None:
+    def _scalar(self, event: Any) -> None:  # the hot path: about half of all events are scalars
+        mark = event.start_mark
         path, is_key = self._slot()
-        self._count(1, event.start_mark)
-        self._record(path, event.start_mark)
-        value = self._scalar_value(event, is_key, path)
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            self._count(0, mark)
+        if path is not None:
+            self.values[path] = (mark.line + 1, mark.column + 1)
+        cache_key = (event.tag, event.value, event.implicit, is_key)
+        value = _SCALAR_CACHE.get(cache_key, _NOTHING)
+        if value is _NOTHING:  # specs repeat the same keys and values: resolve each spelling once
+            reported = len(self.diagnostics)
+            value = self._scalar_value(event, is_key, path)
+            if len(self.diagnostics) == reported and len(_SCALAR_CACHE) < 50_000:
+                _SCALAR_CACHE[cache_key] = value  # values are immutable, so sharing them is safe
         if event.anchor:
             self.anchors[event.anchor] = (value, 1, 0)
-        self._deliver(value, 0, event.start_mark, event.value)
+        self._deliver(value, 0, mark, event.value)
 
     def _scalar_value(self, event: Any, is_key: bool, path: KeyPath | None) -> Any:
         tag = event.tag
@@ -326,14 +336,14 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _decode(raw: bytes, file: str | None) -> tuple[str | None, Diagnostic | None]:
+def _decode(raw: bytes, file: str) -> str | Diagnostic:
     try:
-        return raw.decode("utf-8-sig"), None
+        return raw.decode("utf-8-sig")  # a BOM is fine
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         message = f"byte 0x{raw[exc.start]:02x} at offset {exc.start} is not valid UTF-8"
-        return None, Diagnostic("RS002", message, hint="save the file as UTF-8", file=file, line=line, column=column)
+        return Diagnostic("RS002", message, hint="save the file as UTF-8", file=file, line=line, column=column)
 
 
 def _load_json(text: str, builder: _Builder) -> Any:
@@ -355,12 +365,14 @@ def _load_json(text: str, builder: _Builder) -> Any:
     except json.JSONDecodeError as exc:
         builder.diagnostics.append(Diagnostic("RS004", exc.msg, file=builder.file, line=exc.lineno, column=exc.colno))
         return _NOTHING
-    except RecursionError:
-        builder.diagnostics.append(Diagnostic("RS008", "the JSON nests too deeply to read", file=builder.file, line=1, column=1))
-        return _NOTHING
+    except RecursionError:  # the event pass below says where the nesting gets too deep
+        data = _NOTHING
     builder.run(text)
+    if data is _NOTHING and not builder.diagnostics:
+        builder.diagnostics.append(Diagnostic("RS008", "the JSON nests too deeply to read", file=builder.file))
     if any(d.code == "RS003" for d in builder.diagnostics):  # valid JSON that YAML cannot read: no positions
-        builder.keys.clear(), builder.values.clear()
+        builder.keys.clear()
+        builder.values.clear()
         builder.diagnostics = [Diagnostic("RS005", f"duplicate key '{k}'", file=builder.file) for k in duplicates]
     return data
 
@@ -370,12 +382,12 @@ def load_text(text: str | bytes, *, filename: str | None = None, fmt: Literal["y
     file = filename if filename is not None else "<string>"
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if len(raw) > limits.max_bytes:
-        return _failed(file, "", Diagnostic("RS006", f"the file is {len(raw)} bytes; the limit is {limits.max_bytes}",
-                                            file=file, line=1, column=1))
+        return _too_large(file, len(raw), limits)
     if isinstance(text, bytes):
-        text, problem = _decode(text, file)
-        if problem:
-            return _failed(file, "", problem)
+        decoded = _decode(text, file)
+        if isinstance(decoded, Diagnostic):
+            return _failed(file, "", decoded)
+        text = decoded
     text = text.removeprefix("\ufeff")
     if fmt is None:
         fmt = "json" if file.lower().endswith(".json") else "yaml"
@@ -397,19 +409,28 @@ def _failed(file: str | None, text: str, problem: Diagnostic) -> LoadedDocument:
     return LoadedDocument(None, SourceMap(file, text), [problem])
 
 
+def _too_large(file: str, size: int, limits: Limits) -> LoadedDocument:
+    message = f"the file is {size} bytes; the limit is {limits.max_bytes}"
+    return _failed(file, "", Diagnostic("RS006", message, file=file, line=1, column=1,
+                                        hint="spec files are small; is this the right file?"))
+
+
 def load_file(path: str | os.PathLike, *, limits: Limits = Limits()) -> LoadedDocument:
     """Read a spec file; `.json` files are JSON, anything else YAML; "-" reads standard input."""
-    name = os.fspath(path)
-    fmt: Literal["yaml", "json"] = "json" if str(name).lower().endswith(".json") else "yaml"
+    name = os.fsdecode(path)
+    fmt: Literal["yaml", "json"] = "json" if name.lower().endswith(".json") else "yaml"
     try:
         if name == "-":
             name, raw = "<stdin>", sys.stdin.buffer.read(limits.max_bytes + 1)
         else:
-            with open(name, "rb") as handle:  # read one byte past the limit: enough to know it is too big
-                raw = handle.read(limits.max_bytes + 1)
+            with open(name, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > limits.max_bytes:  # refuse before reading it
+                    return _too_large(name, size, limits)
+                raw = handle.read(limits.max_bytes + 1)  # a pipe has no size: one byte past the limit tells
     except OSError as exc:
-        return _failed(str(name), "", Diagnostic("RS001", f"cannot read {name}: {exc.strerror or exc}", file=str(name)))
-    return load_text(raw, filename=str(name), fmt=fmt, limits=limits)
+        return _failed(name, "", Diagnostic("RS001", f"cannot read {name}: {exc.strerror or exc}", file=name))
+    return load_text(raw, filename=name, fmt=fmt, limits=limits)
 
 
 # -- command-line overrides (--set key.path=value) -------------------------------------------

@@ -48,7 +48,17 @@ def translate(errors: Iterable[dict[str, Any]], data: Any) -> list[Diagnostic]:
     by_path: dict[KeyPath, list[dict[str, Any]]] = {}
     for error in errors:
         by_path.setdefault(data_path(error["loc"], data), []).append(error)
-    return [_diagnose(path, errs, data) for path, errs in by_path.items()]
+    found = [_diagnose(path, errs, data) for path, errs in by_path.items()]
+    return _drop_missing_explained_by_typo(found)
+
+
+def _drop_missing_explained_by_typo(found: list[Diagnostic]) -> list[Diagnostic]:
+    """`filter: 16` gives "unknown key `filter`, did you mean `filters`?"; the "missing key
+    `filters`" beside it says the same thing again, so it goes."""
+    suggested = {
+        (d.key_path[:-1], d.hint.split("`")[1]) for d in found if d.code == "RS101" and d.hint and d.hint.startswith("did you mean")
+    }
+    return [d for d in found if not (d.code == "RS102" and d.key_path and (d.key_path[:-1], d.key_path[-1]) in suggested)]
 
 
 def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:

@@ -1,0 +1,219 @@
+"""The ``resnet-spec`` command line.
+
+Exit codes: 0 success (every spec valid), 1 a spec or model has problems, 2 usage errors.
+``validate``, ``summary``, ``schema``, ``codes`` and ``backends`` never import a deep-learning
+framework; ``compile`` and ``load`` import only the backend they use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .diagnostics import CODES, render_json, render_text
+from .pipeline import Result, validate
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resnet-spec", description="Declarative ResNet specs: validate, summarize, compile.")
+    parser.add_argument("--version", action="version", version=f"resnet-spec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check spec files; exit 1 if any has errors")
+    p.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON spec ('-' for standard input)")
+    _add_overrides(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing for valid files")
+    p.set_defaults(run=cmd_validate)
+
+    p = sub.add_parser("summary", help="per-block table of shapes, parameters and MACs")
+    p.add_argument("file", metavar="FILE")
+    _add_overrides(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--nodes", action="store_true", help="one row per graph node instead of per block")
+    p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    p.add_argument("--write", metavar="REPO", type=Path, help="regenerate the committed schema files under REPO")
+    p.set_defaults(run=cmd_schema)
+
+    p = sub.add_parser("codes", help="list the diagnostic codes")
+    p.set_defaults(run=cmd_codes)
+
+    p = sub.add_parser("backends", help="list installed backends")
+    p.set_defaults(run=cmd_backends)
+
+    p = sub.add_parser("compile", help="compile a spec into a saved native model")
+    p.add_argument("file", metavar="SPEC")
+    p.add_argument("--backend", required=True, help="keras, torch, or an installed third-party backend")
+    p.add_argument("-o", "--output", type=Path, help="model file to write (default: SPEC name + backend suffix)")
+    p.add_argument("--print", dest="print_summary", action="store_true", help="print the framework's own summary")
+    _add_overrides(p)
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("load", help="load a saved model, check its spec hash, print its summary")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("--backend", help="default: from the file suffix")
+    p.set_defaults(run=cmd_load)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands that live in their own modules (parity, training) register themselves here."""
+    for module_name in ("resnet_spec.parity_cli", "resnet_spec.train_cli"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ImportError:
+            continue
+        module.register(sub)
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a value before validation, e.g. --set stages.1.shortcut=projection --set depth=56",
+    )  # fmt: skip
+
+
+def _validated(path: str, overrides: Sequence[str]) -> Result:
+    return validate(Path(path) if path != "-" else "-", overrides=overrides)  # type: ignore[arg-type]
+
+
+def _print_problems(result: Result, stream: Any = sys.stderr) -> None:
+    source = result.document.source.text if result.document else None
+    for block in render_text(result.report.sorted(), source):
+        print(block, file=stream)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    results = {name: _validated(name, args.overrides) for name in args.files}
+    if args.format == "json":
+        out = [
+            {"file": name, "valid": r.ok, "hash": r.architecture.hash if r.architecture else None,
+             "diagnostics": json.loads(render_json(r.report.sorted()))}
+            for name, r in results.items()
+        ]  # fmt: skip
+        print(json.dumps(out, indent=2))
+    else:
+        for name, result in results.items():
+            if result.ok:
+                if not args.quiet:
+                    arch = result.architecture
+                    assert arch is not None
+                    print(f"{name}: ok ({arch.params_trainable:,} trainable parameters, {arch.macs / 1e9:.3f} GMACs)")
+            else:
+                _print_problems(result, sys.stdout)
+                count = len(result.report.errors)
+                print(f"{name}: {count} error{'s' if count != 1 else ''}")
+    return EXIT_OK if all(r.ok for r in results.values()) else EXIT_INVALID
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .summary import to_json, to_text
+
+    result = _validated(args.file, args.overrides)
+    if not result.ok or result.architecture is None:
+        _print_problems(result)
+        return EXIT_INVALID
+    if args.format == "json":
+        print(json.dumps(to_json(result.architecture), indent=2))
+    else:
+        print(to_text(result.architecture, per_node=args.nodes))
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from . import schema
+
+    if args.write:
+        for path in schema.write(args.write):
+            print(f"wrote {path}", file=sys.stderr)
+        return EXIT_OK
+    sys.stdout.write(schema.packaged_text())
+    return EXIT_OK
+
+
+def cmd_codes(args: argparse.Namespace) -> int:
+    for code, info in CODES.items():
+        print(f"{code}  {info.title}: {info.explanation}")
+    return EXIT_OK
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .backends import available, get_backend
+
+    for name, info in sorted(available().items()):
+        try:
+            backend = get_backend(name)
+            status = "ready" if importlib.util.find_spec(backend.framework_module) else "framework missing"
+        except Exception as exc:  # a broken third-party plugin must not break the listing
+            status = f"unavailable: {exc}"
+        print(f"{name:10s} {info.value:40s} {status}")
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .backends import BackendError, get_backend
+
+    result = _validated(args.file, args.overrides)
+    if result.architecture is None or result.document is None:
+        _print_problems(result)
+        return EXIT_INVALID
+    try:
+        backend = get_backend(args.backend)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    arch = result.architecture
+    output = args.output or Path(Path(args.file).stem + backend.suffix)
+    model = backend.build(arch)
+    backend.save(model, arch, result.document.data, output)
+    if args.print_summary:
+        print(backend.framework_summary(model))
+    trainable, non_trainable = backend.count_params(model)
+    print(f"wrote {output} ({args.backend}: {trainable:,} trainable, {non_trainable:,} non-trainable parameters; {arch.hash[:19]})")
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .backends import BackendError, backend_for_file, get_backend
+
+    if not args.model.exists():
+        print(f"error: {args.model}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        backend = get_backend(args.backend or backend_for_file(args.model))
+        model, meta = backend.load(args.model)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(backend.framework_summary(model))
+    print(f"spec hash {meta['hash']} verified")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
