@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_schema)
 
     p = sub.add_parser("codes", help="list the diagnostic codes")
+    p.add_argument("--markdown", action="store_true", help="the catalogue as a Markdown table (docs/diagnostics.md)")
     p.set_defaults(run=cmd_codes)
 
     p = sub.add_parser("backends", help="list installed backends")
@@ -155,6 +156,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_codes(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from .diagnostics import catalogue_markdown
+
+        sys.stdout.write(catalogue_markdown())
+        return EXIT_OK
     for code, info in CODES.items():
         print(f"{code}  {info.title}: {info.explanation}")
     return EXIT_OK

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from . import loader, schema_check, shapes
+from . import loader, schema_check, shapes, training_check
 from .canonical import architecture_hash, canonical_form
 from .diagnostics import Diagnostic, Report, SpecError
 from .expand import expand
@@ -97,9 +97,10 @@ def validate(source: Source, *, overrides: Sequence[str] = (), filename: str | N
     spec, problems = schema_check.check(doc.data)
     if spec is None:
         return Result(_located(doc, problems), doc)
+    training_problems = training_check.check(spec)
     graph, problems = expand(spec)
-    if graph is None:
-        return Result(_located(doc, problems), doc, spec)
+    if graph is None or training_problems:
+        return Result(_located(doc, training_problems + problems), doc, spec)
     analysis = shapes.analyze(graph)
     if analysis.diagnostics:
         return Result(_located(doc, analysis.diagnostics), doc, spec)

@@ -1,0 +1,44 @@
+"""Semantic checks of the ``training`` section that a schema cannot express."""
+
+from __future__ import annotations
+
+from .diagnostics import Diagnostic
+from .spec import PiecewiseSchedule, ResNetSpec
+
+
+def check(spec: ResNetSpec) -> list[Diagnostic]:
+    training = spec.training
+    if training is None:
+        return []
+    found: list[Diagnostic] = []
+    schedule = training.schedule
+    where = ("training", "schedule")
+    if isinstance(schedule, PiecewiseSchedule):
+        if len(schedule.multipliers) != len(schedule.boundaries) + 1:
+            found.append(Diagnostic(
+                "RS302", f"{len(schedule.boundaries)} boundaries need {len(schedule.boundaries) + 1} multipliers, "
+                f"got {len(schedule.multipliers)}", hint="one multiplier before the first boundary and one after each",
+                key_path=(*where, "multipliers"),
+            ))  # fmt: skip
+        if any(b >= a for b, a in zip(schedule.boundaries, schedule.boundaries[1:])) or any(
+            b2 <= b1 for b1, b2 in zip(schedule.boundaries, schedule.boundaries[1:])
+        ):
+            found.append(Diagnostic("RS301", f"boundaries {schedule.boundaries} must strictly increase", key_path=(*where, "boundaries")))
+        limit = training.iterations if schedule.unit == "iteration" else training.epochs
+        if limit is not None and schedule.boundaries and schedule.boundaries[-1] >= limit:
+            found.append(Diagnostic(
+                "RS301", f"boundary {schedule.boundaries[-1]} is not inside the run of {limit} {schedule.unit}s",
+                hint="boundaries must be smaller than the training length in the same unit", key_path=(*where, "boundaries"),
+            ))  # fmt: skip
+    if training.preprocessing.mode in {"caffe", "torch"} and spec.input.channels != 3:
+        found.append(Diagnostic(
+            "RS304", f"preprocessing '{training.preprocessing.mode}' uses ImageNet's RGB statistics and needs 3 "
+            f"input channels, the spec has {spec.input.channels}", key_path=("training", "preprocessing", "mode"),
+        ))  # fmt: skip
+    crop = training.augmentation.random_crop_padding
+    if crop > max(spec.input.height, spec.input.width):
+        found.append(Diagnostic(
+            "RS303", f"random_crop_padding {crop} is larger than the input ({spec.input.height}x{spec.input.width})",
+            key_path=("training", "augmentation", "random_crop_padding"),
+        ))  # fmt: skip
+    return found
