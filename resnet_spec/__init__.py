@@ -20,8 +20,20 @@ from .spec import ResNetSpec
 __version__ = "0.1.0"
 
 __all__ = [
-    "CODES", "Architecture", "Diagnostic", "Graph", "Report", "ResNetSpec", "Result", "Severity", "SpecError",
-    "build", "build_architecture", "load", "validate", "__version__",
+    "CODES",
+    "Architecture",
+    "Diagnostic",
+    "Graph",
+    "Report",
+    "ResNetSpec",
+    "Result",
+    "Severity",
+    "SpecError",
+    "__version__",
+    "build",
+    "build_architecture",
+    "load",
+    "validate",
 ]  # fmt: skip
 
 

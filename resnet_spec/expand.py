@@ -18,9 +18,24 @@ from typing import Any
 from . import graph as g
 from .depth import resolve as resolve_depth
 from .diagnostics import Diagnostic, KeyPath
-from .spec import BUILTIN_BLOCKS, ConvLayer, LayerSettings, NormLayer, NormSettings, ResNetSpec, Shortcut, Stage
-from .spec import ActivationLayer, AvgPoolLayer, DenseLayer, DropoutLayer, FlattenLayer, GlobalAvgPoolLayer
-from .spec import MaxPoolLayer, ZeroPadLayer
+from .spec import (
+    BUILTIN_BLOCKS,
+    ActivationLayer,
+    AvgPoolLayer,
+    ConvLayer,
+    DenseLayer,
+    DropoutLayer,
+    FlattenLayer,
+    GlobalAvgPoolLayer,
+    LayerSettings,
+    MaxPoolLayer,
+    NormLayer,
+    NormSettings,
+    ResNetSpec,
+    Shortcut,
+    Stage,
+    ZeroPadLayer,
+)
 
 MAX_BLOCKS = 20_000
 MAX_PARAMS = 4_000_000_000

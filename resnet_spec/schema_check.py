@@ -68,10 +68,7 @@ def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:
     node = data
     parts = list(loc)
     for i, part in enumerate(parts):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
             path.append(part)
         elif isinstance(node, dict) and i == len(parts) - 1 and isinstance(part, str) and not _is_label(part):

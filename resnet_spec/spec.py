@@ -166,9 +166,7 @@ SpatialLayer = Union[ConvLayer, NormLayer, ActivationLayer, ZeroPadLayer, MaxPoo
 StemLayer = Annotated[SpatialLayer, Field(discriminator="type")]
 BlockLayer = Annotated[SpatialLayer, Field(discriminator="type")]
 HeadLayer = Annotated[
-    Union[
-        GlobalAvgPoolLayer, AvgPoolLayer, MaxPoolLayer, FlattenLayer, DenseLayer, NormLayer, ActivationLayer, DropoutLayer
-    ],
+    GlobalAvgPoolLayer | AvgPoolLayer | MaxPoolLayer | FlattenLayer | DenseLayer | NormLayer | ActivationLayer | DropoutLayer,
     Field(discriminator="type"),
 ]
 
@@ -328,7 +326,7 @@ class ConstantSchedule(SpecModel):
     kind: Literal["constant"]
 
 
-Schedule = Annotated[Union[ConstantSchedule, PiecewiseSchedule, CosineSchedule], Field(discriminator="kind")]
+Schedule = Annotated[ConstantSchedule | PiecewiseSchedule | CosineSchedule, Field(discriminator="kind")]
 
 
 class Warmup(SpecModel):
