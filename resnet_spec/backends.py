@@ -85,13 +85,20 @@ def get_backend(name: str) -> Backend:
     except ImportError as exc:
         raise BackendError(f"backend '{name}' could not be imported: {exc}") from exc
     module = getattr(backend_class, "framework_module", None)
-    if module and importlib.util.find_spec(module) is None:
+    if module and not _installed(module):
         hint = getattr(backend_class, "install_hint", f"pip install {module}")
         raise BackendError(f"backend '{name}' needs {module}, which is not installed: {hint}")
     backend = backend_class() if isinstance(backend_class, type) else backend_class
     if not isinstance(backend, Backend):
         raise BackendError(f"backend '{name}' ({eps[name].value}) does not implement the resnet_spec Backend protocol")
     return backend
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as absent
+        return False
 
 
 def backend_for_file(path: Path) -> str:
