@@ -14,7 +14,7 @@ from resnet_spec.shapes import same_padding
 
 
 def cifar(depth: int | None = 20, shortcut: str = "zero_pad", **stage_extra: Any) -> dict[str, Any]:
-    stage = lambda filters, stride: {"block": "basic", "filters": filters, "stride": stride, "shortcut": shortcut, **stage_extra}  # noqa: E731
+    stage = lambda filters, stride: {"block": "basic", "filters": filters, "stride": stride, "shortcut": shortcut, **stage_extra}
     spec: dict[str, Any] = {
         "version": 1,
         "input": {"height": 32, "width": 32, "channels": 3},
