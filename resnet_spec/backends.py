@@ -57,6 +57,45 @@ class Backend(Protocol):
         """Eval-mode output of every graph node for a batch of NHWC images, as NHWC / (N, C) arrays."""
 
 
+@dataclass
+class ProbeResult:
+    """What :meth:`WeightAccess.train_probe` returns; every weight dict is in the neutral layout
+    of :mod:`resnet_spec.weights`, every output NHWC / (N, C) as in ``node_outputs``."""
+
+    train_outputs: dict[str, np.ndarray]  # one train-mode forward: norms use batch statistics
+    stats_after_forward: dict[str, dict[str, np.ndarray]]  # norm moving statistics after that forward
+    gradients: dict[str, dict[str, np.ndarray]]  # d loss / d weight at the starting weights
+    weights_after: dict[str, dict[str, np.ndarray]]  # after `steps` SGD steps
+    losses: list[float]  # loss before each step
+
+
+@runtime_checkable
+class WeightAccess(Protocol):
+    """Optional capability for weight transfer and parity checks (both built-ins have it).
+
+    ``train_probe`` semantics, identical in every backend:
+
+    * loss = mean softmax cross-entropy of the classifier's logits (``head.classifier``, before
+      any softmax output layer) + sum over conv and dense kernels of ``kernel_l2 * sum(w ** 2)``;
+    * dropout and drop-path act as identity (random masks cannot be shared between frameworks);
+      batch norms are in training mode (batch statistics, running statistics updated);
+    * SGD at a constant learning rate: ``b = momentum * b + g + weight_decay * w`` (weight decay
+      on kernels only), ``w -= learning_rate * b``; step k uses ``batches[k % len(batches)]``.
+    """
+
+    def get_weights(self, model: Any, arch: Architecture) -> dict[str, dict[str, np.ndarray]]:
+        """All weights of ``model`` in the neutral layout."""
+
+    def set_weights(self, model: Any, arch: Architecture, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Load neutral-layout weights (every weight of the model must be given)."""
+
+    def train_probe(
+        self, model: Any, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *,
+        steps: int, learning_rate: float, momentum: float, weight_decay: float,
+    ) -> ProbeResult:  # fmt: skip
+        """Run the probe described in the class docstring on ``model`` (it is modified)."""
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     name: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import budget
 from .diagnostics import Diagnostic
 from .spec import ConvLayer, ResNetSpec, Stage
 
@@ -62,20 +63,25 @@ def resolve(spec: ResNetSpec) -> tuple[DepthResult | None, list[Diagnostic]]:
     offset = fixed + sum(_stage_depth(spec, spec.stages[i], 1) - block_depth(spec, spec.stages[i].block) for i in open_stages)
     n, remainder = divmod(spec.depth - offset, per_n)
     if remainder or n < 1:
-        return None, [_no_n(spec.depth, per_n, offset)]
+        return None, [_no_n(spec, per_n, offset)]
     counts = tuple(n if s.blocks is None else s.blocks for s in spec.stages)
     return DepthResult(counts, spec.depth), []
 
 
-def _no_n(depth: int, per_n: int, offset: int) -> Diagnostic:
+def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
+    depth = spec.depth or 0
     n = (depth - offset) / per_n
     below = max(1, int(n)) if n >= 1 else 1
     candidates = sorted({offset + per_n * below, offset + per_n * (below + 1)})
     nearest = ", ".join(str(c) for c in candidates if c != depth)
+    hint = f"depth must be {per_n}n + {offset} for a whole n >= 1, or give every stage an explicit `blocks`"
+    size = budget.estimate(spec, tuple(below if s.blocks is None else s.blocks for s in spec.stages))
+    if size.too_large:
+        hint += f"; even the nearest valid depth would give {size.describe()}, beyond the limits"
     return Diagnostic(
         "RS205",
         f"depth {depth} gives n = {n:.2f} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
-        hint=f"depth must be {per_n}n + {offset} for a whole n >= 1, or give every stage an explicit `blocks`",
+        hint=hint,
         key_path=("depth",),
     )
 

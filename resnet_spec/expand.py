@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import budget
 from . import graph as g
 from .depth import resolve as resolve_depth
 from .diagnostics import Diagnostic, KeyPath
@@ -36,9 +37,6 @@ from .spec import (
     Stage,
     ZeroPadLayer,
 )
-
-MAX_BLOCKS = 20_000
-MAX_PARAMS = 4_000_000_000
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ def expand(spec: ResNetSpec) -> tuple[g.Graph | None, list[Diagnostic]]:
     depth, problems = resolve_depth(spec)
     if depth is None:
         return None, problems
-    problems = _check_budget(spec, depth.block_counts)
+    problems = budget.check(spec, depth.block_counts)
     if problems:
         return None, problems
     try:
@@ -107,29 +105,6 @@ def _check_block_kinds(spec: ResNetSpec) -> list[Diagnostic]:
                 hint = (f"did you mean '{match[0]}'? " if match else "") + "known kinds: " + ", ".join(known)
                 found.append(Diagnostic("RS108", f"unknown block kind '{kind}'", hint=hint, key_path=("stages", i, key)))
     return found
-
-
-def _check_budget(spec: ResNetSpec, counts: tuple[int, ...]) -> list[Diagnostic]:
-    """Refuse absurd networks before allocating a single node, with an estimate of their size."""
-    total_blocks = sum(counts)
-    params = 0
-    channels = spec.input.channels
-    for stage, blocks in zip(spec.stages, counts):
-        width = stage.filters * max(stage.width_multiplier, 1.0)
-        params += int(channels * width * 9 + (blocks * 3 - 1) * width * width * 9 / max(stage.groups, 1))
-        channels = int(width)
-    if total_blocks <= MAX_BLOCKS and params <= MAX_PARAMS:
-        return []
-    gib = params * 4 / 2**30
-    return [
-        Diagnostic(
-            "RS207",
-            f"the network would have {total_blocks:,} blocks and roughly {params:.3g} parameters "
-            f"(about {gib:,.1f} GiB of float32 weights); limits are {MAX_BLOCKS:,} blocks and {MAX_PARAMS:.0e} parameters",
-            hint="check `depth`, `blocks` and `filters`: nothing was allocated",
-            key_path=("depth",) if spec.depth else ("stages",),
-        )
-    ]
 
 
 @dataclass

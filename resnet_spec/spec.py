@@ -21,7 +21,9 @@ SPEC_VERSION = 1
 BUILTIN_BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 
 PositiveInt = Annotated[int, Field(ge=1)]
-Channels = Annotated[int, Field(ge=1, le=1_048_576)]
+# No fixed upper bound: the size budget (RS207) refuses absurd widths and depths with an
+# estimate of the parameters and memory they would need, which says more than "out of range".
+Channels = Annotated[int, Field(ge=1)]
 KernelSize = Annotated[int, Field(ge=1, le=64)]
 StrideValue = Annotated[int, Field(ge=1, le=16)]
 PadValue = Annotated[int, Field(ge=0, le=1024)]
@@ -154,7 +156,7 @@ class FlattenLayer(SpecModel):
 
 class DenseLayer(SpecModel):
     type: Literal["dense"]
-    units: Annotated[int, Field(ge=1, le=1_048_576)]
+    units: Channels
     activation: ActivationName | Literal["linear"] = "linear"
     bias: bool = True
     initializer: InitializerName | None = None
@@ -239,7 +241,7 @@ class Stage(SpecModel):
     """A built-in kind (basic, bottleneck, preact_basic, preact_bottleneck) or the name of a block under `blocks`."""
     first_block: str | None = None
     """Kind of the stage's first block when it differs from the others."""
-    blocks: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    blocks: Annotated[int, Field(ge=1)] | None = None
     """Number of blocks; may be left out when the top-level `depth` determines it."""
     filters: Channels
     """Output channels of every block in the stage."""
@@ -397,7 +399,7 @@ class ResNetSpec(SpecModel):
     description: Annotated[str, Field(max_length=10_000)] | None = None
     input: InputShape
     classes: Annotated[int, Field(ge=1, le=1_000_000)]
-    depth: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    depth: Annotated[int, Field(ge=1)] | None = None
     """Declared depth: convolutions on the main path (stem and blocks, not shortcuts) plus the
     classifier. Checked against the structure; stages without `blocks` get their count from it."""
     defaults: Defaults = Defaults()
