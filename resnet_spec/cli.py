@@ -76,18 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="default: from the file suffix")
     p.set_defaults(run=cmd_load)
 
-    _add_optional_commands(sub)
+    p = sub.add_parser("parity", help="build the spec in two backends, share weights, compare layer by layer")
+    p.add_argument("file", metavar="SPEC")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=2, help="SGD steps before comparing weights (default 2)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--backends", default="keras,torch", help="two backends, comma-separated (default keras,torch)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_overrides(p)
+    p.set_defaults(run=cmd_parity)
+
+    p = sub.add_parser("convert", help="convert a saved model to another backend, weights and norm statistics included")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("--to", required=True, dest="target", help="target backend")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(run=cmd_convert)
     return parser
-
-
-def _add_optional_commands(sub: Any) -> None:
-    """Commands that live in their own modules (parity, training) register themselves here."""
-    for module_name in ("resnet_spec.parity_cli", "resnet_spec.train_cli"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(sub)
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -216,6 +220,53 @@ def cmd_load(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(backend.framework_summary(model))
     print(f"spec hash {meta['hash']} verified")
+    return EXIT_OK
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from . import parity
+    from .backends import BackendError
+
+    result = _validated(args.file, args.overrides)
+    if result.architecture is None:
+        _print_problems(result)
+        return EXIT_INVALID
+    names = tuple(args.backends.split(","))
+    if len(names) != 2:
+        print("error: --backends takes two names, e.g. keras,torch", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = parity.run(result.architecture, backends=names, seed=args.seed, steps=args.steps, batch_size=args.batch_size)  # type: ignore[arg-type]
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(parity.render_text(report))
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from . import parity
+    from .backends import BackendError, backend_for_file, get_backend
+    from .pipeline import build_architecture
+
+    if not args.model.exists():
+        print(f"error: {args.model}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        source_name = backend_for_file(args.model)
+        model, meta = get_backend(source_name).load(args.model)
+        arch = build_architecture(meta["spec"])
+        target = get_backend(args.target)
+        converted = target.build(arch)
+        parity.transfer(model, source_name, converted, args.target, arch)
+        target.save(converted, arch, meta["spec"], args.output)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {args.output} ({source_name} -> {args.target}, {arch.hash[:19]})")
     return EXIT_OK
 
 
