@@ -86,6 +86,27 @@ def _parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.set_defaults(run=cmd_parity)
 
+    p = sub.add_parser("train", help="train a spec with a backend from its `training` recipe")
+    p.add_argument("file", metavar="SPEC")
+    p.add_argument("--backend", required=True)
+    p.add_argument("--data", required=True, help="digits, a CIFAR directory, an image folder, .npz or .h5 (local paths only)")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"))
+    p.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"))
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile / XLA jit_compile")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_overrides(p)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a trained run")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--data", required=True)
+    p.add_argument("--backend", help="default: the run's backend")
+    p.set_defaults(run=cmd_evaluate)
+
     p = sub.add_parser("convert", help="convert a saved model to another backend, weights and norm statistics included")
     p.add_argument("model", type=Path, metavar="MODEL")
     p.add_argument("--to", required=True, dest="target", help="target backend")
@@ -245,6 +266,50 @@ def cmd_parity(args: argparse.Namespace) -> int:
     else:
         print(parity.render_text(report))
     return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .backends import BackendError
+    from .training.commands import TrainingError, print_evaluation, train
+    from .training.data import DataError
+
+    result = _validated(args.file, args.overrides)
+    if result.architecture is None or result.document is None:
+        _print_problems(result)
+        return EXIT_INVALID
+    execution = {"device": args.device, "mixed_precision": args.mixed_precision, "channels_last": args.channels_last,
+                 "compile": args.compile}  # fmt: skip
+    try:
+        evaluation = train(
+            result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
+            resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
+        )  # fmt: skip
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TrainingError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print_evaluation(evaluation, [])
+    print(f"run directory: {args.out} (curves.png, metrics.csv, checkpoint/, TensorBoard events)")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .backends import BackendError
+    from .training.commands import TrainingError, evaluate, print_evaluation
+    from .training.data import DataError
+
+    try:
+        evaluation, names = evaluate(args.run_dir, args.data, args.backend)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TrainingError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print_evaluation(evaluation, names)
+    return EXIT_OK
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

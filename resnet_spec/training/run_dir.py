@@ -1,0 +1,119 @@
+"""The run directory every trainer writes, whatever the backend:
+
+    RUN_DIR/
+      spec.yaml              the validated spec as given (with overrides applied)
+      metrics.csv            one row per epoch
+      metrics.jsonl          the same, one JSON object per line
+      events.out.tfevents.*  TensorBoard scalars (written without TensorFlow)
+      curves.png             loss and accuracy curves
+      checkpoint/            the latest checkpoint (backend format), replaced atomically
+      result.json            final test accuracy and where everything is
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..atomic import atomic_path
+
+COLUMNS = ["epoch", "step", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+
+
+@dataclass
+class RunDir:
+    path: Path
+    tensorboard: bool = True
+    _writer: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint"
+
+    def write_spec(self, spec_data: dict[str, Any]) -> None:
+        with atomic_path(self.path / "spec.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(spec_data, sort_keys=False), encoding="utf-8")
+
+    def history(self) -> list[dict[str, Any]]:
+        file = self.path / "metrics.jsonl"
+        if not file.exists():
+            return []
+        return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def truncate_history(self, epochs: int) -> None:
+        """On resume, forget epochs logged after the checkpoint that is resumed from."""
+        kept = [row for row in self.history() if row["epoch"] <= epochs]
+        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._rewrite_csv(kept)
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        row = {key: row.get(key) for key in COLUMNS}
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        self._rewrite_csv(self.history())
+        if self.tensorboard:
+            self._scalars(row)
+        self.plot()
+
+    def _rewrite_csv(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _scalars(self, row: dict[str, Any]) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        if self._writer is None:
+            self._writer = EventFileWriter(str(self.path))
+        values = [
+            summary_pb2.Summary.Value(tag=key, simple_value=float(row[key]))
+            for key in COLUMNS[2:-1]
+            if row.get(key) is not None
+        ]
+        event = event_pb2.Event(wall_time=time.time(), step=int(row["step"]), summary=summary_pb2.Summary(value=values))
+        self._writer.add_event(event)
+        self._writer.flush()
+
+    def plot(self) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.history()
+        epochs = [r["epoch"] for r in rows]
+        figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+        for axis, key, title in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
+            axis.plot(epochs, [r[key] for r in rows], marker="o", label="training")
+            if any(r.get(f"val_{key}") is not None for r in rows):
+                axis.plot(epochs, [r.get(f"val_{key}") for r in rows], marker="o", label="validation")
+            axis.set_xlabel("epoch")
+            axis.set_title(title)
+            axis.grid(alpha=0.3)
+            axis.legend()
+        figure.tight_layout()
+        target = self.path / "curves.png"
+        with atomic_path(target) as tmp:
+            figure.savefig(tmp, dpi=100, format="png")
+        plt.close(figure)
+        return target
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        with atomic_path(self.path / "result.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
