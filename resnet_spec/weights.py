@@ -74,17 +74,18 @@ def initial_weights(arch: Architecture, seed: int) -> Weights:
         node = arch.graph[name]
         values: dict[str, np.ndarray] = {}
         for key, shape in entry.items():
-            values[key] = _draw(node, key, shape, rng)
+            values[key] = _draw(node, key, shape, entry.get("kernel"), rng)
         out[name] = values
     return out
 
 
-def _draw(node: g.Node, key: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def _draw(node: g.Node, key: str, shape: tuple[int, ...], kernel_shape: tuple[int, ...] | None,
+          rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     if isinstance(node, g.BatchNorm):
         ones = key in ("moving_variance",) or (key == "gamma" and not node.zero_init)
         return np.ones(shape, np.float32) if ones else np.zeros(shape, np.float32)
     initializer = node.initializer  # type: ignore[attr-defined]
-    fan_in, fan_out = _fans(node, shape if key == "kernel" else None)
+    fan_in, fan_out = _fans(node, kernel_shape)
     if key == "bias":
         if initializer == "torch_default":
             bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0

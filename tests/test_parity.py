@@ -1,0 +1,288 @@
+"""Keras and PyTorch compile one spec into the same function: layer by layer in eval mode, in a
+train-mode forward with its norm statistics, in gradients and after SGD steps; and a broken
+mapping is caught and the layer named. Tolerances (float32, CPU): docs/parity.md."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import resnet_spec
+from resnet_spec import graph as g
+from resnet_spec import parity
+from resnet_spec.backends import get_backend
+from resnet_spec.cli import main
+from resnet_spec.weights import initial_weights
+
+pytest.importorskip("torch")
+pytest.importorskip("tensorflow")
+pytestmark = [pytest.mark.keras, pytest.mark.torch]
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+SLOW = {"resnet1202_cifar10", "resnet152", "resnet101", "wide_resnet28_10_cifar10", "resnet_v2_164_cifar10", "wide_resnet50_2"}
+
+
+def small(**extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "version": 1,
+        "input": {"height": 8, "width": 8, "channels": 3},
+        "classes": 5,
+        "stem": [{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "norm"}, {"type": "activation"}],
+        "stages": [
+            {"block": "basic", "blocks": 1, "filters": 8},
+            {"block": "basic", "blocks": 1, "filters": 16, "stride": 2, "shortcut": "projection"},
+        ],
+    }
+    spec.update(extra)
+    return spec
+
+
+def reduced(path: Path) -> list[str]:
+    """Smaller even inputs where the head pools globally; the spec's own size otherwise."""
+    arch = resnet_spec.build_architecture(path)
+    head = arch.spec.head.layers
+    if arch.spec.input.height >= 64 and head and head[0].type == "global_avg_pool":
+        return ["input.height=64", "input.width=64"]
+    return []
+
+
+# --------------------------------------------------------------------------- every example
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=[pytest.mark.slow] if p.stem in SLOW else [], id=p.stem) for p in EXAMPLES],
+)
+def test_every_example_is_one_function_in_both_frameworks(path: Path) -> None:
+    arch = resnet_spec.build_architecture(path, overrides=reduced(path))
+    report = parity.run(arch, seed=0, steps=2, batch_size=2)
+    first = report.first_divergence()
+    assert report.ok, parity.render_text(report) if first else ""
+    assert report.worst("eval").node  # every check produced rows
+    assert set(report.checks()) == {"eval", "train_forward", "norm_stats", "gradients", "weights_after"}
+
+
+# --------------------------------------------------------------------------- a broken mapping is caught
+
+
+class _Broken:
+    """Wraps a backend and corrupts the graph it compiles, as a mistaken mapping would."""
+
+    def __init__(self, inner: Any, corrupt: Any):
+        self.inner, self.corrupt = inner, corrupt
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def build(self, arch: Any, **options: Any) -> Any:
+        broken = copy.copy(arch)
+        broken.graph = g.Graph([self.corrupt(n) for n in arch.graph], arch.graph.output)
+        return self.inner.build(broken, **options)
+
+
+def _symmetric_padding(node: g.Node) -> g.Node:
+    if isinstance(node, (g.Conv2D, g.MaxPool)) and node.padding != (0, 0, 0, 0):
+        k = node.kernel_size if isinstance(node, g.Conv2D) else node.pool_size
+        return dataclasses.replace(node, padding=(k[0] // 2, k[0] // 2, k[1] // 2, k[1] // 2))
+    return node
+
+
+def _default_epsilon(node: g.Node) -> g.Node:
+    return dataclasses.replace(node, epsilon=1e-3) if isinstance(node, g.BatchNorm) else node
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "first_node"),
+    [(_symmetric_padding, "stage2.block0.conv1"), (_default_epsilon, "stem.norm1")],
+    ids=["symmetric-padding", "default-bn-epsilon"],
+)
+def test_a_broken_mapping_fails_and_names_the_layer(monkeypatch: pytest.MonkeyPatch, corrupt: Any, first_node: str) -> None:
+    real = parity.get_backend
+
+    def patched(name: str) -> Any:
+        backend = real(name)
+        return _Broken(backend, corrupt) if name == "torch" else backend
+
+    monkeypatch.setattr(parity, "get_backend", patched)
+    arch = resnet_spec.build_architecture(small())
+    report = parity.run(arch, seed=1, steps=1)
+    assert not report.ok
+    first = report.first_divergence("eval")
+    assert first is not None and first.node == first_node
+
+
+# --------------------------------------------------------------------------- one semantics where the frameworks differ
+
+
+def test_same_padding_and_max_pool_on_negative_inputs() -> None:
+    """Stride-2 'same' conv and max pool on an even input: TensorFlow pads (0, 1); a symmetric pad
+    or a zero pad before the max would differ. The inputs are standard normal (half negative)."""
+    spec = small(stem=[{"type": "conv", "filters": 8, "kernel_size": 3, "stride": 2}, {"type": "norm"},
+                       {"type": "max_pool", "pool_size": 3, "stride": 2, "padding": "same"}])  # fmt: skip
+    arch = resnet_spec.build_architecture(spec)
+    assert arch.graph["stem.conv1"].padding == (0, 1, 0, 1)  # type: ignore[attr-defined]
+    assert arch.graph["stem.maxpool1"].padding == (0, 1, 0, 1)  # type: ignore[attr-defined]
+    report = parity.run(arch, seed=3, steps=1)
+    assert report.ok, parity.render_text(report)
+
+
+@pytest.mark.parametrize("mode", ["biased", "unbiased"])
+def test_running_variance_update_on_a_tiny_map(mode: str) -> None:
+    """N*H*W = 1*6*6 = 36, so unbiased/biased = 36/35 is far above the tolerance. Both backends
+    must store what the spec says, checked against a NumPy computation."""
+    spec = {
+        "version": 1, "input": {"height": 6, "width": 6, "channels": 2}, "classes": 3,
+        "defaults": {"norm": {"running_stats_decay": 0.9, "epsilon": 1e-3, "running_variance": mode}},
+        "stem": [{"type": "norm"}],
+        "stages": [{"block": "basic", "blocks": 1, "filters": 2}],
+    }  # fmt: skip
+    arch = resnet_spec.build_architecture(spec)
+    images = np.random.default_rng(0).standard_normal((1, 6, 6, 2)).astype(np.float32)
+    batch_var = images.reshape(-1, 2).var(axis=0, ddof=0 if mode == "biased" else 1)
+    expected = 0.9 * 1.0 + 0.1 * batch_var
+    start = initial_weights(arch, 0)
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        model = backend.build(arch)
+        backend.set_weights(model, arch, start)
+        probe = backend.train_probe(model, arch, [(images, np.array([1]))], steps=1, learning_rate=0.0, momentum=0.0, weight_decay=0.0)
+        got = probe.stats_after_forward["stem.norm1"]["moving_variance"]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, err_msg=name)
+
+
+def test_l2_penalty_is_twice_lambda_w_on_kernels_only() -> None:
+    """kernel_l2 = l adds 2*l*w to kernel gradients (Keras' L2) and nothing to gamma/beta/bias."""
+    lam = 0.05
+    base = resnet_spec.build_architecture(small(defaults={"conv_bias": True}))
+    with_l2 = resnet_spec.build_architecture(small(defaults={"conv_bias": True, "kernel_l2": lam}))
+    start = initial_weights(base, 0)
+    batch = [(np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32), np.array([0, 3]))]
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        grads = []
+        for arch in (base, with_l2):
+            model = backend.build(arch)
+            backend.set_weights(model, arch, start)
+            grads.append(backend.train_probe(model, arch, batch, steps=1, learning_rate=0.0, momentum=0.0, weight_decay=0.0).gradients)
+        kernel = start["stage1.block0.conv1"]["kernel"]
+        np.testing.assert_allclose(grads[1]["stage1.block0.conv1"]["kernel"] - grads[0]["stage1.block0.conv1"]["kernel"],
+                                   2 * lam * kernel, atol=1e-5, err_msg=name)  # fmt: skip
+        for key in ("gamma", "beta"):
+            np.testing.assert_allclose(grads[1]["stem.norm1"][key], grads[0]["stem.norm1"][key], atol=1e-7)
+        np.testing.assert_allclose(grads[1]["stem.conv1"]["bias"], grads[0]["stem.conv1"]["bias"], atol=1e-7)
+
+
+def test_weight_decay_touches_kernels_only() -> None:
+    arch = resnet_spec.build_architecture(small())
+    start = initial_weights(arch, 0)
+    batch = [(np.random.default_rng(2).standard_normal((2, 8, 8, 3)).astype(np.float32), np.array([1, 2]))]
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        after = []
+        for decay in (0.0, 0.1):
+            model = backend.build(arch)
+            backend.set_weights(model, arch, start)
+            after.append(backend.train_probe(model, arch, batch, steps=1, learning_rate=0.1, momentum=0.0, weight_decay=decay).weights_after)
+        kernel_delta = after[1]["stem.conv1"]["kernel"] - after[0]["stem.conv1"]["kernel"]
+        np.testing.assert_allclose(kernel_delta, -0.1 * 0.1 * start["stem.conv1"]["kernel"], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(after[1]["stem.norm1"]["gamma"], after[0]["stem.norm1"]["gamma"], atol=1e-7)
+
+
+def test_softmax_output_is_trained_on_its_logits() -> None:
+    """With `output: softmax` the model ends in a softmax, but the loss is computed from the
+    logits in both frameworks (a saturated softmax would otherwise give a wrong loss and a zero
+    gradient in Keras' eager mode): the losses equal those of the logits model."""
+    logits = resnet_spec.build_architecture(small())
+    softmax = resnet_spec.build_architecture(small(head={"output": "softmax"}))
+    start = initial_weights(logits, 0)
+    batch = [(10 * np.random.default_rng(4).standard_normal((2, 8, 8, 3)).astype(np.float32), np.array([0, 4]))]
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        losses = []
+        for arch in (logits, softmax):
+            model = backend.build(arch)
+            backend.set_weights(model, arch, start)
+            losses.append(backend.train_probe(model, arch, batch, steps=1, learning_rate=0.0, momentum=0.0, weight_decay=0.0).losses[0])
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6), name
+    outputs = get_backend("torch").node_outputs(_with(get_backend("torch"), softmax, start), softmax, batch[0][0])
+    np.testing.assert_allclose(outputs["head.softmax"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_dropout_is_where_the_spec_puts_it() -> None:
+    """Dropout sits between the named nodes in both frameworks and is the identity at inference."""
+    spec = small(head={"layers": [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.5}]})
+    arch = resnet_spec.build_architecture(spec)
+    assert arch.graph["head.classifier"].inputs == ("head.dropout1",)
+    report = parity.run(arch, seed=5, steps=1)
+    assert report.ok, parity.render_text(report)
+    images = np.random.default_rng(5).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    start = initial_weights(arch, 0)
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        out = backend.node_outputs(_with(backend, arch, start), arch, images)
+        np.testing.assert_array_equal(out["head.dropout1"], out["head.pool1"])
+
+
+def _with(backend: Any, arch: Any, weights: Any) -> Any:
+    model = backend.build(arch)
+    backend.set_weights(model, arch, weights)
+    return model
+
+
+# --------------------------------------------------------------------------- transfer and the commands
+
+
+def test_weights_move_both_ways_with_their_statistics(tmp_path: Path) -> None:
+    arch = resnet_spec.build_architecture("examples/resnet34_cifar10.yaml")  # flatten + dense: the row permutation
+    keras_backend, torch_backend = get_backend("keras"), get_backend("torch")
+    weights = initial_weights(arch, 7)
+    weights["stem.norm1"]["moving_mean"] += 0.5  # statistics must travel too
+    keras_model = _with(keras_backend, arch, weights)
+    torch_model = torch_backend.build(arch)
+    parity.transfer(keras_model, "keras", torch_model, "torch", arch)
+    back = keras_backend.build(arch)
+    parity.transfer(torch_model, "torch", back, "keras", arch)
+    images = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    a = keras_backend.node_outputs(keras_model, arch, images)["head.softmax"]
+    b = torch_backend.node_outputs(torch_model, arch, images)["head.softmax"]
+    c = keras_backend.node_outputs(back, arch, images)["head.softmax"]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(a, c)
+
+
+def test_convert_command_round_trip(tmp_path: Path, repo_root: Path) -> None:
+    keras_file, torch_file, again = tmp_path / "m.keras", tmp_path / "m.pt", tmp_path / "again.keras"
+    assert main(["compile", "examples/resnet20_cifar10.yaml", "--backend", "keras", "-o", str(keras_file)]) == 0
+    assert main(["convert", str(keras_file), "--to", "torch", "-o", str(torch_file)]) == 0
+    assert main(["convert", str(torch_file), "--to", "keras", "-o", str(again)]) == 0
+    arch = resnet_spec.build_architecture("examples/resnet20_cifar10.yaml")
+    images = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    keras_backend = get_backend("keras")
+    first, _ = keras_backend.load(keras_file)
+    last, _ = keras_backend.load(again)
+    np.testing.assert_array_equal(keras_backend.node_outputs(first, arch, images)["head.classifier"],
+                                  keras_backend.node_outputs(last, arch, images)["head.classifier"])  # fmt: skip
+
+
+def test_parity_command(repo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["parity", "examples/resnet20_cifar10.yaml", "--steps", "1", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["first_divergence"] is None
+    assert report["checks"]["eval"]["ok"] and report["checks"]["weights_after"]["ok"]
+
+
+def test_same_seed_same_initial_weights_in_both_backends() -> None:
+    arch = resnet_spec.build_architecture(small())
+    start = initial_weights(arch, 11)
+    for name in ("keras", "torch"):
+        backend = get_backend(name)
+        got = backend.get_weights(_with(backend, arch, start), arch)
+        for node, tensors in start.items():
+            for key, value in tensors.items():
+                np.testing.assert_array_equal(got[node][key], value, err_msg=f"{name} {node}.{key}")
