@@ -10,9 +10,12 @@ other processes hits both alike:
 * build: ``KerasBackend.build(arch)`` (the spec already validated; validation is shown
   separately) vs calling the reference constructor; median of ``--rounds`` builds;
 * training throughput: images/s of ``train_on_batch`` (SGD with momentum, cross-entropy),
-  warm-up steps excluded; median of ``--rounds`` rounds of ``--steps`` steps.
+  warm-up steps excluded, from the median of ``--rounds`` x ``--steps`` step times, the two
+  models' steps interleaved.
 
-Targets: build ratio <= 1.2, throughput ratio >= 0.97.
+Ratios are medians of paired measurements (each build or step of ours next to one of the
+reference), which cancels most of the drift when other processes share the CPUs. Targets:
+build ratio <= 1.2, throughput ratio >= 0.97.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from resnet_spec.backends import get_backend  # noqa: E402
-from resnet_spec.pipeline import build_architecture  # noqa: E402
+from resnet_spec.backends import get_backend
+from resnet_spec.pipeline import build_architecture
 
 HERE = Path(__file__).resolve().parent
 
@@ -76,14 +79,16 @@ def median_seconds(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
-def compare_builds(build_ours, build_ref, rounds: int) -> tuple[float, float]:
+def compare_builds(build_ours, build_ref, rounds: int) -> tuple[float, float, float]:
+    """Median build seconds of each, and the median of the paired ratios ours / reference
+    (builds alternate, so a burst of load from another process lands on both of a pair)."""
     ours, ref = [], []
-    for _ in range(rounds):  # alternate so drifting machine load hits both
+    for _ in range(rounds):
         keras.backend.clear_session()
         ours.append(median_seconds(build_ours, 1))
         keras.backend.clear_session()
         ref.append(median_seconds(build_ref, 1))
-    return statistics.median(ours), statistics.median(ref)
+    return statistics.median(ours), statistics.median(ref), statistics.median(o / r for o, r in zip(ours, ref))
 
 
 def compile_for_training(model: keras.Model, from_logits: bool) -> keras.Model:
@@ -94,25 +99,29 @@ def compile_for_training(model: keras.Model, from_logits: bool) -> keras.Model:
     return model
 
 
-def compare_throughput(ours, ref, x, y, rounds: int, steps: int, warmup: int = 3) -> tuple[float, float]:
+def compare_throughput(ours, ref, x, y, rounds: int, steps: int, warmup: int = 3) -> tuple[float, float, float]:
+    """Images/s of each from the median step time, and the median of the paired step-time
+    ratios reference / ours. Steps alternate between the two models (and which goes first),
+    so a burst of load from another process lands on both steps of a pair."""
     for model in (ours, ref):
         for _ in range(warmup):  # tracing and the first allocations are not throughput
             model.train_on_batch(x, y)
-    rates: dict[int, list[float]] = {id(ours): [], id(ref): []}
-    for _ in range(rounds):
-        for model in (ours, ref):
+    times: dict[int, list[float]] = {id(ours): [], id(ref): []}
+    for step in range(rounds * steps):
+        for model in (ours, ref) if step % 2 == 0 else (ref, ours):
             start = time.perf_counter()
-            for _ in range(steps):
-                model.train_on_batch(x, y)
-            rates[id(model)].append(len(x) * steps / (time.perf_counter() - start))
-    return statistics.median(rates[id(ours)]), statistics.median(rates[id(ref)])
+            model.train_on_batch(x, y)  # returns numpy logs: the step has finished
+            times[id(model)].append(time.perf_counter() - start)
+    mine, theirs = times[id(ours)], times[id(ref)]
+    paired = statistics.median(r / o for o, r in zip(mine, theirs))
+    return len(x) / statistics.median(mine), len(x) / statistics.median(theirs), paired
 
 
 def bench(label, spec, make_ref, batch, from_logits, args):
     backend = get_backend("keras")
     validate_s = median_seconds(lambda: build_architecture(spec), 3)
     arch = build_architecture(spec)
-    build_ours, build_ref = compare_builds(lambda: backend.build(arch), make_ref, args.rounds)
+    build_ours, build_ref, build_ratio = compare_builds(lambda: backend.build(arch), make_ref, args.rounds)
     keras.backend.clear_session()
     ours = compile_for_training(backend.build(arch), from_logits)
     ref = compile_for_training(make_ref(), from_logits)
@@ -123,11 +132,11 @@ def bench(label, spec, make_ref, batch, from_logits, args):
     h, w, c = arch.graph.input.shape
     x = rng.normal(size=(batch, h, w, c)).astype("float32")
     y = rng.integers(0, spec["classes"], size=(batch,))
-    ips_ours, ips_ref = compare_throughput(ours, ref, x, y, args.rounds, args.steps)
+    ips_ours, ips_ref, ips_ratio = compare_throughput(ours, ref, x, y, args.rounds, args.steps)
     return {
         "model": label, "batch": batch, "validate_ms": validate_s * 1e3,
-        "build_ours_ms": build_ours * 1e3, "build_ref_ms": build_ref * 1e3, "build_ratio": build_ours / build_ref,
-        "ips_ours": ips_ours, "ips_ref": ips_ref, "ips_ratio": ips_ours / ips_ref,
+        "build_ours_ms": build_ours * 1e3, "build_ref_ms": build_ref * 1e3, "build_ratio": build_ratio,
+        "ips_ours": ips_ours, "ips_ref": ips_ref, "ips_ratio": ips_ratio,
     }  # fmt: skip
 
 
@@ -142,7 +151,7 @@ def main() -> None:
     if args.only in (None, "resnet20"):
         rows.append(bench("ResNet-20", ref.resnet_v1_spec(20), lambda: ref.resnet_v1(20), 128, True, args))
     if args.only in (None, "resnet50"):
-        make = lambda: keras.applications.ResNet50(weights=None, include_top=True, input_shape=(224, 224, 3))  # noqa: E731
+        make = lambda: keras.applications.ResNet50(weights=None, include_top=True, input_shape=(224, 224, 3))
         rows.append(bench("ResNet-50", resnet50_spec(), make, 8, False, args))
     print(f"keras {keras.__version__}, {os.cpu_count()} CPUs, rounds={args.rounds}, steps={args.steps}")
     header = "| model | batch | validate ms | build ours ms | build ref ms | build ratio (<=1.2) | ours img/s | ref img/s | throughput ratio (>=0.97) |"
@@ -151,7 +160,7 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['model']} | {r['batch']} | {r['validate_ms']:.1f} | {r['build_ours_ms']:.0f} | {r['build_ref_ms']:.0f} "
-            f"| {r['build_ratio']:.3f} | {r['ips_ours']:.1f} | {r['ips_ref']:.1f} | {r['ips_ratio']:.3f} |"
+            f"| {r['build_ratio']:.3f} | {r['ips_ours']:.2f} | {r['ips_ref']:.2f} | {r['ips_ratio']:.3f} |"
         )
 
 

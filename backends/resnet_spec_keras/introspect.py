@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import keras
@@ -13,11 +14,27 @@ from resnet_spec.backends import BackendError
 
 from .model import deep_recursion
 
+SUMMARY_WIDTH = 150
+
 
 def framework_summary(model: keras.Model) -> str:
     lines: list[str] = []
-    # Keras passes line_break only to its own printer; accept it anyway.
-    model.summary(print_fn=lambda text, line_break=True: lines.append(text))
+    # Keras sizes the table to the terminal (about 80 columns when captured), which cuts
+    # hierarchical names like "stage3.block0.shortcut.conv" and the layer types. Its rich
+    # console takes its width from COLUMNS, so widen that for this call only.
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)
+    try:
+        model.summary(
+            line_length=SUMMARY_WIDTH,
+            positions=[0.34, 0.56, 0.66, 1.0],
+            print_fn=lambda text, line_break=True: lines.append(text),
+        )
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
     return "\n".join(lines)
 
 
@@ -34,7 +51,7 @@ def node_outputs(model: keras.Model, arch: Any, images: np.ndarray) -> dict[str,
     """Inference-mode output of every graph node, from one auxiliary model that exposes the
     output of each node's layer (extra ``.pad`` layers are skipped: they are not nodes)."""
     images = np.asarray(images, dtype=np.float32)
-    expected = (arch.graph.input.shape)
+    expected = arch.graph.input.shape
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(expected):
         raise BackendError(f"images must be NHWC with (H, W, C) = {tuple(expected)}, got shape {images.shape}")
     names = [node.name for node in arch.graph if not isinstance(node, g.Input)]

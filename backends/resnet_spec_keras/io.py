@@ -58,7 +58,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     except zipfile.BadZipFile as exc:
         raise BackendError(f"{path} is not a .keras file (not a zip archive)") from exc
     except KeyError as exc:
-        raise BackendError(f"{path} was not saved by resnet-spec (no {MEMBER} inside); use keras.models.load_model") from exc
+        raise BackendError(
+            f"{path} was not saved by resnet-spec (no {MEMBER} inside); use keras.models.load_model"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise BackendError(f"{path}: {MEMBER} is not valid JSON: {exc}") from exc
 
@@ -66,13 +68,17 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 def load(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     meta = read_meta(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "spec" not in meta or "hash" not in meta:
-        raise BackendError(f"{path}: unsupported {MEMBER} (format {meta.get('format') if isinstance(meta, dict) else '?'})")
+        raise BackendError(
+            f"{path}: unsupported {MEMBER} (format {meta.get('format') if isinstance(meta, dict) else '?'})"
+        )
     arch = _rebuild(meta["spec"], meta["hash"], what=f"{path}")
     with deep_recursion(2 * len(arch.graph)):
         model = keras.models.load_model(path, safe_mode=True)
     found = count_params(model)
     if found != (arch.params_trainable, arch.params_non_trainable):
-        raise BackendError(f"{path}: the saved model has {found} (trainable, non-trainable) parameters, its spec {(arch.params_trainable, arch.params_non_trainable)}")
+        raise BackendError(
+            f"{path}: the saved model has {found} (trainable, non-trainable) parameters, its spec {(arch.params_trainable, arch.params_non_trainable)}"
+        )
     return model, meta
 
 
@@ -82,5 +88,7 @@ def _rebuild(spec: Any, expected_hash: str, *, what: str) -> Any:
     except SpecError as exc:
         raise BackendError(f"{what}: the embedded spec does not validate: {exc}") from exc
     if arch.hash != expected_hash:
-        raise BackendError(f"{what}: architecture hash mismatch: the spec gives {arch.hash}, the file says {expected_hash}")
+        raise BackendError(
+            f"{what}: architecture hash mismatch: the spec gives {arch.hash}, the file says {expected_hash}"
+        )
     return arch

@@ -79,7 +79,9 @@ class PaddedAvgPool2D(_PaddedPool):
         kh, kw = self.pool_size
         sh, sw = self.strides
         ho, wo = (ones.shape[0] - kh) // sh + 1, (ones.shape[1] - kw) // sw + 1
-        real = np.array([[ones[i * sh : i * sh + kh, j * sw : j * sw + kw].sum() for j in range(wo)] for i in range(ho)])
+        real = np.array(
+            [[ones[i * sh : i * sh + kh, j * sw : j * sw + kw].sum() for j in range(wo)] for i in range(ho)]
+        )
         self._rescale = (kh * kw / real).astype(np.float32)[None, :, :, None]
 
     def call(self, inputs):
@@ -158,11 +160,16 @@ class ChannelPadShortcut(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
         s = self.stride
-        ceil = (lambda v: None if v is None else -(-v // s))
+        ceil = lambda v: None if v is None else -(-v // s)
         return (n, ceil(h), ceil(w), c + self.pad_before + self.pad_after)
 
     def get_config(self):
-        return {**super().get_config(), "stride": self.stride, "pad_before": self.pad_before, "pad_after": self.pad_after}
+        return {
+            **super().get_config(),
+            "stride": self.stride,
+            "pad_before": self.pad_before,
+            "pad_after": self.pad_after,
+        }
 
 
 @register
@@ -181,5 +188,12 @@ class TorchBiasUniform(keras.initializers.RandomUniform):
 
 CUSTOM_OBJECTS = {
     f"{PACKAGE}>{cls.__name__}": cls
-    for cls in (PaddedMaxPool2D, PaddedAvgPool2D, UnbiasedBatchNormalization, DropPath, ChannelPadShortcut, TorchBiasUniform)
+    for cls in (
+        PaddedMaxPool2D,
+        PaddedAvgPool2D,
+        UnbiasedBatchNormalization,
+        DropPath,
+        ChannelPadShortcut,
+        TorchBiasUniform,
+    )
 }

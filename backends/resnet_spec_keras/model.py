@@ -2,12 +2,14 @@
 
 Every graph node becomes one Keras layer named exactly like the node (Keras 3 accepts dots in
 layer names, and they survive saving), so ``model.get_layer("stage2.block0.conv1")`` works and
-weights can be matched by name across frameworks. The one exception: a convolution (or a
-``count_padding`` average pool) whose explicit padding is neither zero nor what TensorFlow's
-"same" gives for its input gets an extra ``ZeroPadding2D`` named ``f"{node.name}.pad"`` in front
-of a "valid" layer; the node's own name stays on the layer that computes its output.
-Max and average pools with such paddings use the registered layers in :mod:`.layers` instead,
-because zero padding would be wrong for them (-inf for max, excluded cells for average).
+weights can be matched by name across frameworks. The one exception: a convolution whose
+explicit padding is neither zero nor what TensorFlow's "same" gives for its input, and an
+average pool that counts padded cells (``count_padding``) with any non-zero padding, get an
+extra ``ZeroPadding2D`` named ``f"{node.name}.pad"`` in front of a "valid" layer; the node's own
+name stays on the layer that computes its output (the expander never names a node like that;
+Keras would refuse the duplicate name if it did). Max pools, and average pools over real cells
+only, with such paddings use the registered layers in :mod:`.layers` instead, because zero
+padding would be wrong for them (-inf cells for max, excluded cells for average).
 
 No ``Lambda`` layers, so saved models load with ``safe_mode=True``.
 """
@@ -57,15 +59,12 @@ def build_model(arch: Any, **options: Any) -> keras.Model:
     if options:
         raise BackendError(f"the keras backend takes no build options; got {', '.join(sorted(options))}")
     graph, info = arch.graph, arch.analysis.info
-    names = {node.name for node in graph}
     tensors: dict[str, Any] = {}
     with deep_recursion(len(graph)):
         for node in graph:
             if isinstance(node, g.Input):
                 tensors[node.name] = keras.Input(shape=node.shape, name=node.name)
                 continue
-            if f"{node.name}{PAD_SUFFIX}" in names and isinstance(node, (g.Conv2D, g.AvgPool)):
-                raise BackendError(f"node '{node.name}{PAD_SUFFIX}' collides with the padding layer of '{node.name}'")
             inputs = [tensors[name] for name in node.inputs]
             tensors[node.name] = _BUILDERS[type(node)](node, inputs, info[node.inputs[0]].output_shape)
         return keras.Model(tensors[graph.input.name], tensors[graph.output], name=model_name(arch.name))
