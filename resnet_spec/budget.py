@@ -40,7 +40,8 @@ class Estimate:
 
 def estimate(spec: ResNetSpec, counts: tuple[int, ...]) -> Estimate:
     params, channels = _stem_params(spec)
-    biggest, culprit = -1, ("stages",)
+    biggest = -1
+    culprit: KeyPath = ("stages",)
     for i, (stage, blocks) in enumerate(zip(spec.stages, counts)):
         width = int(stage.filters * max(stage.width_multiplier, 1.0))
         stage_params = 9 * channels * width + blocks * (27 * width * width // max(stage.groups, 1))

@@ -413,7 +413,7 @@ def _preact_bottleneck(e: _Expander, x: str, b: _Block) -> tuple[str, int]:
 
 _BUILDERS = {"basic": _basic, "bottleneck": _bottleneck, "preact_basic": _preact_basic, "preact_bottleneck": _preact_bottleneck}
 
-_SHORT = {
+_SHORT: dict[type, str] = {
     ConvLayer: "conv", NormLayer: "norm", ActivationLayer: "act", ZeroPadLayer: "pad", MaxPoolLayer: "maxpool",
     AvgPoolLayer: "avgpool", DropoutLayer: "dropout", GlobalAvgPoolLayer: "pool", FlattenLayer: "flatten",
     DenseLayer: "dense",

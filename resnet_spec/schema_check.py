@@ -40,7 +40,7 @@ def check(data: Any) -> tuple[ResNetSpec | None, list[Diagnostic]]:
     try:
         return ResNetSpec.model_validate(data, strict=True), []
     except ValidationError as exc:
-        return None, translate(exc.errors(include_url=False), data)
+        return None, translate([dict(e) for e in exc.errors(include_url=False)], data)
 
 
 def translate(errors: Iterable[dict[str, Any]], data: Any) -> list[Diagnostic]:
@@ -68,12 +68,18 @@ def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:
     node = data
     parts = list(loc)
     for i, part in enumerate(parts):
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _has(node, part):
             node = node[part]
             path.append(part)
         elif isinstance(node, dict) and i == len(parts) - 1 and isinstance(part, str) and not _is_label(part):
             path.append(part)  # a missing key
     return tuple(path)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _is_label(part: str) -> bool:
@@ -240,7 +246,7 @@ def _resolve(root: dict[str, Any], node: dict[str, Any], value: Any) -> dict[str
             target = node["discriminator"]["mapping"].get(tag)
             node = {"$ref": target} if target else {}
         elif "anyOf" in node or "oneOf" in node:
-            branches = node.get("anyOf") or node.get("oneOf")
+            branches = node.get("anyOf") or node.get("oneOf") or []
             objects = [b for b in branches if "$ref" in b or b.get("type") == "object" or "properties" in b]
             node = objects[0] if objects else {}
         else:

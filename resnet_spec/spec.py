@@ -11,7 +11,7 @@ training harness.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -186,7 +186,7 @@ def _shortcut_schema_accepts_name(schema: dict[str, Any]) -> None:
     schema.update(
         title=as_object.pop("title", "Shortcut"),
         description=as_object.pop("description", ""),
-        anyOf=[{"enum": list(ShortcutKind.__args__)}, as_object],
+        anyOf=[{"enum": list(get_args(ShortcutKind))}, as_object],
     )
 
 

@@ -44,6 +44,7 @@ def shapes(arch: Architecture) -> dict[str, dict[str, tuple[int, ...]]]:
     result: dict[str, dict[str, tuple[int, ...]]] = {}
     for node in weight_nodes(arch):
         fan = arch.shape_of(node.inputs[0])
+        entry: dict[str, tuple[int, ...]]
         if isinstance(node, g.Conv2D):
             kh, kw = node.kernel_size
             entry = {"kernel": (kh, kw, fan[-1] // node.groups, node.filters)}
@@ -53,7 +54,7 @@ def shapes(arch: Architecture) -> dict[str, dict[str, tuple[int, ...]]]:
             entry = {"kernel": (math.prod(fan), node.units)}
             if node.use_bias:
                 entry["bias"] = (node.units,)
-        else:
+        elif isinstance(node, g.BatchNorm):
             channels = (fan[-1],)
             entry = {"moving_mean": channels, "moving_variance": channels}
             if node.scale:

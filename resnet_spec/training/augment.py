@@ -16,9 +16,8 @@ def augment(x: np.ndarray, settings: Augmentation, rng: np.random.Generator) -> 
         p = settings.random_crop_padding
         n, h, w, _ = x.shape
         padded = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        tops = rng.integers(0, 2 * p + 1, n)
-        lefts = rng.integers(0, 2 * p + 1, n)
-        out = np.stack([padded[i, t : t + h, l : l + w] for i, (t, l) in enumerate(zip(tops, lefts))])
+        offsets = rng.integers(0, 2 * p + 1, (n, 2))
+        out = np.stack([padded[i, top : top + h, left : left + w] for i, (top, left) in enumerate(offsets.tolist())])
     if settings.horizontal_flip:
         flip = rng.random(len(out)) < 0.5
         out = np.where(flip[:, None, None, None], out[:, :, ::-1], out)

@@ -143,7 +143,8 @@ def _cifar(path: Path) -> Dataset:
     y_train = np.concatenate([np.asarray(p[label_key], np.int64) for p in parts])
     names: list[str] = []
     if (path / meta_name).exists():
-        names = [n.decode() for n in read(meta_name)[names_key]]  # type: ignore[union-attr]
+        raw_names: list[bytes] = read(meta_name)[names_key]  # type: ignore[assignment]
+        names = [n.decode() for n in raw_names]
     return Dataset(path.name, x_train, y_train, _cifar_images(test), np.asarray(test[label_key], np.int64), names)
 
 
@@ -205,7 +206,7 @@ def _read_images(folder: Path, names: list[str], spec: ResNetSpec) -> tuple[np.n
         for file in files:
             try:
                 with Image.open(file) as image:
-                    images.append(np.asarray(image.convert(mode).resize(size, Image.BILINEAR), np.uint8))
+                    images.append(np.asarray(image.convert(mode).resize(size, Image.Resampling.BILINEAR), np.uint8))
             except (UnidentifiedImageError, OSError) as exc:
                 raise DataError(f"{file}: cannot decode image ({exc})") from exc
             labels.append(label)
