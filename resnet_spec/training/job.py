@@ -3,6 +3,8 @@
 A backend that can train implements :class:`Trainer` (``train`` and ``evaluate``). The trainer's
 contract, identical in every backend, so that one recipe means one thing:
 
+* weights start from ``resnet_spec.weights.initial_weights(arch, training.seed)`` (drawn once
+  with NumPy, so both backends start from the same network);
 * batches: ``batches.batch_indices(len(x_train), batch_size, seed, epoch)``; the last batch of
   an epoch may be smaller; ``iterations`` stops mid-epoch;
 * inputs: ``job.preprocessor(x)`` then augmentation as in ``augment.augment`` with its random
@@ -17,12 +19,15 @@ contract, identical in every backend, so that one recipe means one thing:
   ``weight_decay_applies_to`` names;
 * after each epoch: validation metrics, ``run_dir.log_epoch``, and a checkpoint in
   ``run_dir.checkpoint`` replaced atomically, holding the model, the optimizer, the step, the
-  epoch and the preprocessor, so that ``resume`` continues exactly where the run stopped.
+  epoch and the preprocessor, so that ``resume`` continues exactly where the run stopped;
+* ``on_step``, when given, is called after every optimizer step with (step, learning rate used,
+  loss of that batch as a Python float) — tests use it to compare backends step by step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -49,6 +54,7 @@ class TrainingJob:
     resume: bool = False
     progress: bool = True
     max_steps: int | None = None  # stop early (tests, smoke runs); None: the recipe's length
+    on_step: Callable[[int, float, float], None] | None = None  # (step, learning rate, loss)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
