@@ -90,7 +90,9 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         _init(self)
 
-    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
@@ -150,7 +152,11 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(16)
         layers, inplanes = [], 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            layers.append(nn.Sequential(*[CifarBlock(inplanes if i == 0 else planes, planes, stride if i == 0 else 1) for i in range(n)]))
+            layers.append(
+                nn.Sequential(
+                    *[CifarBlock(inplanes if i == 0 else planes, planes, stride if i == 0 else 1) for i in range(n)]
+                )
+            )
             inplanes = planes
         self.layer1, self.layer2, self.layer3 = layers
         self.linear = nn.Linear(64, num_classes)

@@ -126,10 +126,10 @@ class GlobalAvgPool(Node):
 
 @dataclass(frozen=True)
 class Flatten(Node):
-    """Flattens (H, W, C) in that order: (h, w, c) row-major, as NHWC frameworks do.
-
-    A channels-first backend must permute so that the dense layer after it sees the same order.
-    """
+    """Flattens a feature map in the backend's native order: (h, w, c) for NHWC frameworks,
+    (c, h, w) for NCHW ones. The neutral weight layout (:mod:`resnet_spec.weights`) orders the
+    rows of the dense layer after a flatten as (h, w, c); a channels-first backend permutes them
+    when weights move, and reports flatten outputs in (h, w, c) order from ``node_outputs``."""
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
     from resnet_spec.pipeline import Architecture
 
+from .capabilities import TorchCapabilities
+
 __all__ = ["TorchBackend"]
 
 _BUILD_OPTIONS = ("seed", "device", "dtype", "channels_last")
 
 
-class TorchBackend:
+class TorchBackend(TorchCapabilities):
     name: ClassVar[str] = "torch"
     framework_module: ClassVar[str] = "torch"
     install_hint: ClassVar[str] = "pip install 'resnet-spec[torch]'"
@@ -46,7 +48,9 @@ class TorchBackend:
 
         unknown = sorted(set(options) - set(_BUILD_OPTIONS))
         if unknown:
-            raise BackendError(f"unknown torch build option(s) {', '.join(unknown)}; known: {', '.join(_BUILD_OPTIONS)}")
+            raise BackendError(
+                f"unknown torch build option(s) {', '.join(unknown)}; known: {', '.join(_BUILD_OPTIONS)}"
+            )
         seed = options.get("seed")
         if seed is None:
             model = build_module(arch)
@@ -57,7 +61,7 @@ class TorchBackend:
         if options.get("device") is not None or options.get("dtype") is not None:
             model = model.to(device=options.get("device"), dtype=options.get("dtype"))
         if options.get("channels_last"):
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return model
 
     def save(self, model: Any, arch: Architecture, spec_data: Mapping[str, Any], path: Path) -> None:

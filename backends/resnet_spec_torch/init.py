@@ -76,18 +76,17 @@ KERNEL_INITIALIZERS = {
 }
 
 
-@torch.no_grad()
-def initialize(module: nn.Conv2d | nn.Linear, name: str, default_drawn: bool = True) -> None:
-    """Initialize a freshly constructed conv / dense module in place.
+def initialize(module: nn.Conv2d | nn.Linear, name: str) -> None:
+    """Initialize a conv / dense module in place (the model's modules are constructed without
+    PyTorch's default initialization: see ``layers.DeferredInit``).
 
     ``torch_default`` is PyTorch's own ``reset_parameters`` (kaiming_uniform(a=sqrt(5)) and a
-    non-zero bias). When the constructor already drew it (``default_drawn``) it is kept, not
-    drawn again, so the random stream advances exactly as when the module is written by hand.
-    Every other name starts the bias at zero, as Keras does."""
+    non-zero bias), drawn where the constructor would have drawn it, so a seeded build consumes
+    the random stream as hand-written modules constructed in graph order do. Every other name
+    starts the bias at zero, as Keras does."""
     if name == "torch_default":
-        if not default_drawn:
-            module.reset_parameters()
+        module.reset_parameters()
         return
     KERNEL_INITIALIZERS[name](module.weight)
     if module.bias is not None:
-        module.bias.zero_()
+        nn.init.zeros_(module.bias)

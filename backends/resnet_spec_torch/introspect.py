@@ -71,15 +71,17 @@ def node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> di
     if not isinstance(net, ResNet):
         raise TypeError(f"expected a model built by the torch backend, got {type(net).__name__}")
     param = next(net.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2).to(device)
-    was_training = net.training
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+    if param is not None:
+        x = x.to(device=param.device, dtype=param.dtype)
+    modes = [(m, m.training) for m in net.modules()]  # restored one by one: some may be frozen in eval
     net.eval()
     try:
         with torch.inference_mode():
             values = net.capture(x)
     finally:
-        net.train(was_training)
+        for module, training in modes:
+            module.training = training
     out: dict[str, np.ndarray] = {}
     for node in arch.graph:
         value = values[node.name]

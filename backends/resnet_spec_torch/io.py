@@ -48,7 +48,9 @@ def _plain(spec_data: Mapping[str, Any]) -> dict[str, Any]:
 def save(model: nn.Module, arch: Architecture, spec_data: Mapping[str, Any], path: Path) -> None:
     net = unwrap(model)
     if isinstance(net, ResNet) and net.arch_hash != arch.hash:
-        raise BackendError(f"the model was built from architecture {net.arch_hash}, not from the given one ({arch.hash})")
+        raise BackendError(
+            f"the model was built from architecture {net.arch_hash}, not from the given one ({arch.hash})"
+        )
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

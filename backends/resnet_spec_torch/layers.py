@@ -8,6 +8,9 @@ speed and a familiar ``repr``; only asymmetric cases (TensorFlow "same" with str
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,11 +34,36 @@ def native_pool_padding(padding: g.Padding4, kernel: g.Pair) -> bool:
     return symmetric(padding) and 2 * padding[0] <= kernel[0] and 2 * padding[2] <= kernel[1]
 
 
-class PaddedConv2d(nn.Conv2d):
+class DeferredInit:
+    """Mixin for conv / dense modules: construction skips PyTorch's default initialization and
+    leaves the weights uninitialized, since the node's initializer (``init.initialize``, which
+    the model always runs next) overwrites them at once; drawing the default first would cost
+    as much as the initializer itself. After construction ``reset_parameters`` works as usual."""
+
+    _constructed = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._constructed = True
+
+    def reset_parameters(self) -> None:
+        if self._constructed:
+            super().reset_parameters()  # type: ignore[misc]
+
+
+class Conv2d(DeferredInit, nn.Conv2d):
+    pass
+
+
+class Linear(DeferredInit, nn.Linear):
+    pass
+
+
+class PaddedConv2d(Conv2d):
     """A convolution with per-side padding: pad with zeros, then a valid convolution."""
 
-    def __init__(self, *args: object, pad: g.Padding4, **kwargs: object) -> None:
-        super().__init__(*args, padding=0, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, cin: int, cout: int, kernel: g.Pair, *, pad: g.Padding4, **kwargs: Any) -> None:
+        super().__init__(cin, cout, kernel, padding=0, **kwargs)
         self.pad = pad_arg(pad)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -62,23 +90,27 @@ class PaddedMaxPool2d(nn.MaxPool2d):
 class PaddedAvgPool2d(nn.Module):
     """Average pooling with per-side zero padding.
 
-    ``count_padding`` true divides by the whole window. False divides by the number of real
-    cells of each window (TensorFlow "same"): the fraction of real cells per output position is
-    fixed by the architecture's input size, so it is computed once and kept as a non-persistent
-    buffer (not saved, not counted as a parameter).
+    ``count_padding`` true divides by the whole window. False divides each window's sum by its
+    number of real cells (TensorFlow "same"). Those counts depend only on the architecture's
+    input size, so they are computed once and kept as a non-persistent buffer (not saved, not
+    counted as a parameter); the window sums come exact from ``divisor_override=1``.
     """
+
+    real_cells: Tensor | None
 
     def __init__(self, kernel: g.Pair, stride: g.Pair, pad: g.Padding4, count_padding: bool, in_hw: g.Pair) -> None:
         super().__init__()
         self.kernel, self.stride, self.pad, self.count_padding = kernel, stride, pad_arg(pad), count_padding
-        fraction = None
+        cells = None
         if not count_padding:
-            fraction = F.avg_pool2d(F.pad(torch.ones(1, 1, *in_hw), self.pad), kernel, stride)
-        self.register_buffer("real_fraction", fraction, persistent=False)
+            cells = F.avg_pool2d(F.pad(torch.ones(1, 1, *in_hw), self.pad), kernel, stride, divisor_override=1)
+        self.register_buffer("real_cells", cells, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = F.avg_pool2d(F.pad(x, self.pad), self.kernel, self.stride)
-        return y if self.real_fraction is None else y / self.real_fraction
+        x = F.pad(x, self.pad)
+        if self.real_cells is None:
+            return F.avg_pool2d(x, self.kernel, self.stride)
+        return F.avg_pool2d(x, self.kernel, self.stride, divisor_override=1) / self.real_cells
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel}, stride={self.stride}, pad(l,r,t,b)={self.pad}, count_padding={self.count_padding}"
@@ -110,23 +142,27 @@ class BatchNorm(nn.BatchNorm2d):
             raise ValueError(f"expected a 2D or 4D input, got {input.dim()}D")
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.biased_running_var and self.training):
+        mean, var, counter = self.running_mean, self.running_var, self.num_batches_tracked
+        if not (self.biased_running_var and self.training) or mean is None or var is None or counter is None:
             return super().forward(x)
         self._check_input_dim(x)
-        self.num_batches_tracked.add_(1)
+        counter.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(counter)  # None: PyTorch's cumulative mean
         # The kernel updates a copy: autograd keeps the running variance it was given for the
         # backward pass, so the buffer itself must stay free to be corrected afterwards.
-        native = self.running_var.clone()
-        y = F.batch_norm(x, self.running_mean, native, self.weight, self.bias, True, self.momentum, self.eps)
+        native = var.clone()
+        y = F.batch_norm(x, mean, native, self.weight, self.bias, True, m, self.eps)
         n = x.numel() // x.size(1)
         with torch.no_grad():
-            self.running_var.copy_(native - (native - (1.0 - self.momentum) * self.running_var) / n)
+            var.copy_(native - (native - (1.0 - m) * var) / n)
         return y
 
     def extra_repr(self) -> str:
         learned = [p for p, on in (("gamma", self.weight is not None), ("beta", self.bias is not None)) if on]
         kind = "biased" if self.biased_running_var else "unbiased"
-        return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:.6g}, learns={learned}, running_var={kind}"
+        return (
+            f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:.6g}, learns={learned}, running_var={kind}"
+        )
 
 
 class DropPath(nn.Module):
@@ -197,7 +233,7 @@ class ChannelPadShortcut(nn.Module):
         return f"stride={self.stride}, channels_before={self.pad_before}, channels_after={self.pad_after}"
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
     "silu": nn.SiLU,

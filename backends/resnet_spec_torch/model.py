@@ -11,7 +11,14 @@ in graph order. Nodes without weights (activations, adds...) are modules too, so
 
 ``forward`` is a static walk over a precomputed list of steps (no data-dependent control flow),
 which ``torch.compile`` and ``torch.export`` trace into straight-line code. Each intermediate
-value is dropped right after its last reader, as hand-written code would let it go.
+value is dropped right after its last reader, as hand-written code would let it go. Like
+torchvision, a ReLU after a batch norm or an add, and an add after a batch norm, work in place
+where nothing else reads their input (so a forward hook that keeps a batch norm's output may see
+it overwritten later; ``capture`` and ``node_outputs`` are not affected).
+
+Padding was resolved for the spec's input size. Other sizes run (with that padding), except
+through an average pooling with asymmetric padding that divides by its real cells: its divisor
+map is precomputed for the spec's size.
 """
 
 from __future__ import annotations
@@ -46,23 +53,31 @@ class ResNet(nn.Module):
         self.output_name = graph.output
         self.input_shape = graph.input.shape  # (H, W, C): the NCHW input is (N, C, H, W)
         self.arch_hash = arch.hash
-        # (node name, module, input names, names whose last reader this is)
-        self._steps: list[tuple[str, nn.Module, tuple[str, ...], tuple[str, ...]]] = []
+        # (node name, its submodule path, input names, names whose last reader this is). Modules
+        # are looked up by path on every call rather than held here, so that copies which swap
+        # submodules (DataParallel's replicas) run their own.
+        self._steps: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = []
         readers = graph.consumers()
         for node in graph:
             if isinstance(node, g.Input):
                 continue
             module = make_module(node, [arch.analysis.info[name].output_shape for name in node.inputs])
             if _may_overwrite(node, graph, readers):
-                module.inplace = True
+                module.inplace = True  # type: ignore[assignment]
             _attach(self, node.name, module)
             release = tuple(sorted({i for i in node.inputs if readers[i][-1] == node.name and i != self.output_name}))
-            self._steps.append((node.name, module, node.inputs, release))
+            self._steps.append((node.name, tuple(node.name.split(".")), node.inputs, release))
+
+    def _module(self, path: tuple[str, ...]) -> nn.Module:
+        module: nn.Module = self
+        for part in path:
+            module = getattr(module, part)
+        return module
 
     def forward(self, x: Tensor) -> Tensor:
         values = {self.input_name: x}
-        for name, module, inputs, release in self._steps:
-            values[name] = module(*[values[i] for i in inputs])
+        for name, path, inputs, release in self._steps:
+            values[name] = self._module(path)(*[values[i] for i in inputs])
             for dead in release:
                 del values[dead]
         return values[self.output_name]
@@ -71,7 +86,8 @@ class ResNet(nn.Module):
         """The output of every graph node (the same walk as ``forward``, keeping everything:
         a module that works in place gets a copy of its first input, which stays as it was)."""
         values = {self.input_name: x}
-        for name, module, inputs, _ in self._steps:
+        for name, path, inputs, _ in self._steps:
+            module = self._module(path)
             args = [values[i] for i in inputs]
             if getattr(module, "inplace", False):
                 args[0] = args[0].clone()
@@ -120,28 +136,15 @@ def _add_child(parent: nn.Module, name: str, module: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------- one module per node kind
 
 
-# Constructors draw PyTorch's default initialization, which the node's initializer then
-# overwrites. For large kernels, skipping that first draw (construct on the meta device, then
-# allocate) halves the build time; small modules are cheaper to construct directly.
-DIRECT_CONSTRUCTION_MAX = 65_536
-
-
-def _construct(cls: Callable[..., nn.Module], weights: int, *args: Any, **kwargs: Any) -> tuple[nn.Module, bool]:
-    """The module and whether it already holds PyTorch's default initialization."""
-    if weights <= DIRECT_CONSTRUCTION_MAX:
-        return cls(*args, **kwargs), True
-    return cls(*args, device="meta", **kwargs).to_empty(device="cpu"), False
-
-
 def _conv(node: g.Conv2D, shape: Shape) -> nn.Module:
     args = (shape[-1], node.filters, node.kernel_size)
-    weights = shape[-1] // node.groups * node.filters * node.kernel_size[0] * node.kernel_size[1]
     common: dict[str, Any] = {"stride": node.strides, "groups": node.groups, "bias": node.use_bias}
+    conv: nn.Conv2d
     if L.symmetric(node.padding):
-        conv, drawn = _construct(nn.Conv2d, weights, *args, padding=(node.padding[0], node.padding[2]), **common)
+        conv = L.Conv2d(*args, padding=(node.padding[0], node.padding[2]), **common)
     else:
-        conv, drawn = _construct(L.PaddedConv2d, weights, *args, pad=node.padding, **common)
-    initialize(conv, node.initializer, default_drawn=drawn)
+        conv = L.PaddedConv2d(*args, pad=node.padding, **common)
+    initialize(conv, node.initializer)
     return conv
 
 
@@ -171,8 +174,8 @@ def _avg_pool(node: g.AvgPool, shape: Shape) -> nn.Module:
 
 
 def _dense(node: g.Dense, shape: Shape) -> nn.Module:
-    dense, drawn = _construct(nn.Linear, shape[0] * node.units, shape[0], node.units, bias=node.use_bias)
-    initialize(dense, node.initializer, default_drawn=drawn)
+    dense = L.Linear(shape[0], node.units, bias=node.use_bias)
+    initialize(dense, node.initializer)
     return dense
 
 
