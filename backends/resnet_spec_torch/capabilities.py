@@ -1,0 +1,61 @@
+"""Optional capabilities of the PyTorch backend: weight exchange and the parity probe
+(:class:`resnet_spec.backends.WeightAccess`) and training (:class:`resnet_spec.training.job.Trainer`).
+
+``TorchBackend`` inherits :class:`TorchCapabilities`. Like the backend itself, importing this
+module does not import torch: each method imports its submodule on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from resnet_spec.backends import ProbeResult
+    from resnet_spec.pipeline import Architecture
+    from resnet_spec.training.job import Evaluation, TrainingJob
+    from resnet_spec.training.preprocess import Preprocessor
+
+__all__ = ["TorchCapabilities"]
+
+
+class TorchCapabilities:
+    # ------------------------------------------------------------------ WeightAccess
+
+    def get_weights(self, model: Any, arch: Architecture) -> dict[str, dict[str, np.ndarray]]:
+        """All weights in the neutral layout (``resnet_spec.weights``): conv kernels HWIO, dense
+        kernels (in, out) with rows in the graph's (h, w, c) flatten order, norm statistics."""
+        from .weights import get_weights
+
+        return get_weights(model, arch)
+
+    def set_weights(self, model: Any, arch: Architecture, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        from .weights import set_weights
+
+        set_weights(model, arch, weights)
+
+    def train_probe(
+        self, model: Any, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *,
+        steps: int, learning_rate: float, momentum: float, weight_decay: float,
+    ) -> ProbeResult:  # fmt: skip
+        from .probe import train_probe
+
+        return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
+                           weight_decay=weight_decay)  # fmt: skip
+
+    # ------------------------------------------------------------------ Trainer
+
+    def train(self, job: TrainingJob) -> Evaluation:
+        """Train (or resume) ``job`` following the trainer contract; see ``resnet_spec_torch.train``."""
+        from .train import train
+
+        return train(job)
+
+    def evaluate(self, checkpoint: Any, arch: Architecture, images: np.ndarray, labels: np.ndarray,
+                 preprocessor: Preprocessor | None) -> Evaluation:  # fmt: skip
+        """Evaluate a run's checkpoint directory (or a ``.pt`` model file) on raw ``images``."""
+        from .train import evaluate
+
+        return evaluate(checkpoint, arch, images, labels, preprocessor)
