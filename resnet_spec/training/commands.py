@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ class TrainingError(RuntimeError):
 
 def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source: str, out: Path,
           resume: bool = False, execution: dict[str, Any] | None = None, max_steps: int | None = None,
-          progress: bool = True) -> Evaluation:  # fmt: skip
+          progress: bool = True, on_step: Callable[[int, float, float], None] | None = None) -> Evaluation:  # fmt: skip
     training = arch.spec.training
     if training is None:
         raise TrainingError("the spec has no `training` section; add one (see docs/training.md)")
@@ -41,7 +42,8 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
         run_dir.write_spec(spec_data)
         (run_dir.path / RUN_FILE).write_text(json.dumps({"backend": backend, "hash": arch.hash, "data": source,
                                                          "preprocessor": preprocessor.to_dict()}))  # fmt: skip
-    job = TrainingJob(arch, spec_data, train_part, x_val, y_val, preprocessor, run_dir, settings, resume, progress, max_steps)
+    job = TrainingJob(arch, spec_data, train_part, x_val, y_val, preprocessor, run_dir, settings, resume, progress,
+                      max_steps, on_step)  # fmt: skip
     result = trainer.train(job)
     run_dir.write_result({
         "backend": backend, "test_accuracy": result.accuracy, "test_loss": result.loss,
