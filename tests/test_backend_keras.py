@@ -196,8 +196,10 @@ def test_importing_the_backend_does_not_import_tensorflow():
 
 
 def test_build_rejects_unknown_options(resnet20):
-    with pytest.raises(BackendError, match="no build options"):
+    with pytest.raises(BackendError, match="no build options but dtype"):
         BACKEND.build(resnet20[0], channels_first=True)
+    with pytest.raises(BackendError, match="float32 or float64"):
+        BACKEND.build(resnet20[0], dtype="float16")
 
 
 # ---------------------------------------------------------------------- structure
@@ -514,3 +516,207 @@ def test_resnet1202_builds_saves_and_loads(tmp_path, request):
     x = images(arch, 1)
     np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
     print("ResNet-1202 seconds:", {k: round(v, 1) for k, v in timings.items()})
+
+
+# ---------------------------------------------------------------------- weights and the parity probe
+# (the cross-framework checks are tests/test_parity.py; these check the Keras side alone against
+# NumPy and the WeightAccess docstring)
+
+SMALL = {
+    "version": 1, "input": {"height": 8, "width": 8, "channels": 3}, "classes": 5,
+    "defaults": {"conv_bias": True, "kernel_l2": 0.05},
+    "stem": [{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "norm"}, {"type": "activation"}],
+    "stages": [{"block": "basic", "blocks": 1, "filters": 8},
+               {"block": "basic", "blocks": 1, "filters": 16, "stride": 2, "shortcut": "projection"}],
+    "head": {"layers": [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.5}], "output": "softmax"},
+}  # fmt: skip
+
+
+def _loaded(arch, weights):
+    model = BACKEND.build(arch)
+    BACKEND.set_weights(model, arch, weights)
+    return model
+
+
+def _batches(arch, count, n=2, scale=1.0):
+    rng = np.random.default_rng(7)
+    return [(scale * rng.standard_normal((n, *arch.graph.input.shape)).astype(np.float32),
+             rng.integers(0, arch.spec.classes, n)) for _ in range(count)]  # fmt: skip
+
+
+def test_weights_round_trip_by_name_and_refusals(zoo):
+    from resnet_spec.weights import initial_weights, shapes
+
+    arch, _ = zoo
+    start = initial_weights(arch, 3)
+    model = _loaded(arch, start)
+    got = BACKEND.get_weights(model, arch)
+    assert {n: {k: v.shape for k, v in e.items()} for n, e in got.items()} == shapes(arch)
+    for node, entry in start.items():
+        for key, value in entry.items():
+            np.testing.assert_array_equal(got[node][key], value, err_msg=f"{node}.{key}")
+    assert set(got["stem.norm1"]) == {"gamma", "beta", "moving_mean", "moving_variance"}
+    missing = {n: dict(e) for n, e in start.items()}
+    del missing["stem.norm1"]["moving_mean"]
+    with pytest.raises(BackendError, match="stem.norm1"):
+        BACKEND.set_weights(model, arch, missing)
+    wrong = {n: dict(e) for n, e in start.items()}
+    wrong["stem.conv1"]["kernel"] = wrong["stem.conv1"]["kernel"][..., :1]
+    with pytest.raises(BackendError, match="stem.conv1.kernel"):
+        BACKEND.set_weights(model, arch, wrong)
+    with pytest.raises(BackendError, match="no.such"):
+        BACKEND.set_weights(model, arch, {**start, "no.such": {}})
+    np.testing.assert_array_equal(
+        BACKEND.get_weights(model, arch)["stem.conv1"]["kernel"], start["stem.conv1"]["kernel"]
+    )
+
+
+def test_probe_walk_is_the_functional_model(zoo, resnet20):
+    """The probe's re-walk over the model's layers computes what the functional model does:
+    every node in inference mode (ZOO: every node type and mapping), and in training mode with
+    batch statistics (ResNet-20, no dropout)."""
+    from resnet_spec_keras.probe import forward
+
+    arch, model = zoo
+    x = images(arch, 3)
+    walked = forward(model, arch, x, norms_training=False, dropout=False)
+    reference = BACKEND.node_outputs(model, arch, x)
+    for name, value in reference.items():
+        np.testing.assert_allclose(walked[name].numpy(), value, rtol=1e-6, atol=1e-6, err_msg=name)
+    arch, _ = resnet20
+    a, b = BACKEND.build(arch), BACKEND.build(arch)
+    b.set_weights(a.get_weights())
+    x = images(arch, 2)
+    walked = forward(a, arch, x, norms_training=True, dropout=True)["head.classifier"].numpy()
+    np.testing.assert_allclose(walked, b(x, training=True).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(
+        a.get_layer("stem.norm1").moving_mean.numpy(), b.get_layer("stem.norm1").moving_mean.numpy()
+    )
+
+
+def test_probe_semantics_against_numpy():
+    """Loss = CE of the logits (not the softmax output) + sum kernel_l2 * sum(w^2); dropout is the
+    identity, norms use batch statistics and update their moving statistics once per forward;
+    SGD b = m*b + g + wd*w (kernels), w -= lr*b, step k on batches[k % len]."""
+    from resnet_spec.weights import initial_weights
+
+    arch = arch_of(SMALL)
+    start = initial_weights(arch, 0)
+    batches = _batches(arch, 2)
+    lr, mu, wd = 0.1, 0.9, 0.01
+    probe = BACKEND.train_probe(
+        _loaded(arch, start), arch, batches, steps=3, learning_rate=lr, momentum=mu, weight_decay=wd
+    )
+
+    out = probe.train_outputs
+    assert set(out) == {node.name for node in arch.graph}
+    np.testing.assert_array_equal(out["head.dropout1"], out["head.pool1"])
+    logits = out["head.classifier"].astype(np.float64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    ce = -(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))[np.arange(2), batches[0][1]].mean()
+    l2 = sum(0.05 * (e["kernel"].astype(np.float64) ** 2).sum() for e in start.values() if "kernel" in e)
+    assert probe.losses[0] == pytest.approx(ce + l2, rel=1e-6) and len(probe.losses) == 3
+    conv = out["stem.conv1"].reshape(-1, 8).astype(np.float64)
+    norm = arch.graph["stem.norm1"]
+    np.testing.assert_allclose(
+        probe.stats_after_forward["stem.norm1"]["moving_mean"], (1 - norm.decay) * conv.mean(0), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(probe.stats_after_forward["stem.norm1"]["moving_variance"],
+                               norm.decay + (1 - norm.decay) * conv.var(0), rtol=1e-5)  # fmt: skip
+    normalized = (conv - conv.mean(0)) / np.sqrt(conv.var(0) + norm.epsilon)
+    np.testing.assert_allclose(out["stem.norm1"].reshape(-1, 8), normalized, rtol=1e-4, atol=1e-5)
+    assert set(probe.gradients["stem.norm1"]) == {"gamma", "beta"}
+    assert set(probe.gradients["stem.conv1"]) == {"kernel", "bias"}
+
+    # SGD recursion, checked by chaining one-step probes (each gives the gradient at its start).
+    def one(weights, batch):
+        return BACKEND.train_probe(
+            _loaded(arch, weights), arch, [batch], steps=1, learning_rate=lr, momentum=mu, weight_decay=wd
+        )
+
+    weights, buffers = start, {}
+    for k in range(3):
+        step = one(weights, batches[k % 2])
+        following = {}
+        for node, entry in weights.items():
+            following[node] = dict(step.weights_after[node])  # moving statistics: from the forward
+            for key, grad in step.gradients[node].items():
+                direction = grad + wd * entry[key] if key == "kernel" else grad
+                buffers[node, key] = mu * buffers.get((node, key), 0.0) + direction
+                following[node][key] = entry[key] - lr * buffers[node, key]
+        weights = following
+    for node, entry in weights.items():
+        for key, value in entry.items():
+            np.testing.assert_allclose(
+                probe.weights_after[node][key], value, rtol=1e-5, atol=1e-6, err_msg=f"{node}.{key}"
+            )
+
+
+def test_probe_l2_softmax_and_zero_steps():
+    from resnet_spec.weights import initial_weights
+
+    logits_spec = {**SMALL, "head": {**SMALL["head"], "output": "logits"}}
+    plain = arch_of({**logits_spec, "defaults": {"conv_bias": True}})
+    arch = arch_of(SMALL)
+    start = initial_weights(arch, 0)
+    batch = _batches(arch, 1, scale=10.0)  # saturates the softmax
+    kwargs = {"steps": 1, "learning_rate": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+    with_l2 = BACKEND.train_probe(_loaded(arch, start), arch, batch, **kwargs)
+    without = BACKEND.train_probe(_loaded(plain, start), plain, batch, **kwargs)
+    kernel = start["stage1.block0.conv1"]["kernel"]
+    np.testing.assert_allclose(with_l2.gradients["stage1.block0.conv1"]["kernel"] - without.gradients["stage1.block0.conv1"]["kernel"],
+                               2 * 0.05 * kernel, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        with_l2.gradients["stem.conv1"]["bias"], without.gradients["stem.conv1"]["bias"], atol=1e-7
+    )
+    l2 = sum(0.05 * float((e["kernel"].astype(np.float64) ** 2).sum()) for e in start.values() if "kernel" in e)
+    assert with_l2.losses[0] - l2 == pytest.approx(without.losses[0], rel=1e-5)
+    assert np.abs(without.gradients["head.classifier"]["kernel"]).max() > 0  # no saturated-softmax zero gradient
+    zero = BACKEND.train_probe(
+        _loaded(arch, start), arch, batch, steps=0, learning_rate=0.1, momentum=0.9, weight_decay=0.1
+    )
+    assert zero.losses == [] and zero.gradients
+    np.testing.assert_array_equal(zero.weights_after["stem.conv1"]["kernel"], start["stem.conv1"]["kernel"])
+    np.testing.assert_array_equal(
+        zero.weights_after["stem.norm1"]["moving_mean"], zero.stats_after_forward["stem.norm1"]["moving_mean"]
+    )
+
+
+def test_parity_runs_keras_against_itself():
+    """The orchestration end to end on the Keras side (the Keras-vs-PyTorch checks are
+    tests/test_parity.py): everything present, everything identical."""
+    from resnet_spec import parity
+
+    report = parity.run(arch_of(ZOO), backends=("keras", "keras"), seed=0, steps=2)
+    assert report.ok and set(report.checks()) == {"eval", "train_forward", "norm_stats", "gradients", "weights_after"}
+    assert all(d.max_abs == 0.0 for d in report.differences)
+
+
+def test_float64_build_for_parity_checks():
+    """dtype="float64" builds every layer in float64 (variables, computation, moving statistics,
+    the probe's update): parity of deep networks needs it, because float32 cannot meet 1e-4 on
+    their batch-norm-conditioned gradients in any framework."""
+    from resnet_spec.weights import initial_weights
+
+    arch = arch_of(ZOO)
+    start = initial_weights(arch, 1)
+    model = BACKEND.build(arch, dtype="float64")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    BACKEND.set_weights(model, arch, start)
+    assert {v.dtype for v in model.weights} == {"float64"}
+    assert BACKEND.get_weights(model, arch)["stem.conv1"]["kernel"].dtype == np.float64
+    batches = _batches(arch, 2)
+    wide = BACKEND.train_probe(model, arch, batches, steps=2, learning_rate=0.1, momentum=0.9, weight_decay=0.01)
+    narrow = BACKEND.train_probe(
+        _loaded(arch, start), arch, batches, steps=2, learning_rate=0.1, momentum=0.9, weight_decay=0.01
+    )
+    assert wide.train_outputs["head.classifier"].dtype == np.float64
+    assert wide.losses == pytest.approx(narrow.losses, rel=1e-5)
+    for node, entry in narrow.weights_after.items():
+        for key, value in entry.items():
+            np.testing.assert_allclose(
+                wide.weights_after[node][key], value, rtol=1e-4, atol=1e-5, err_msg=f"{node}.{key}"
+            )
+    x = images(arch, 2)
+    np.testing.assert_allclose(BACKEND.node_outputs(model, arch, x)[arch.graph.output],
+                               model(x.astype(np.float64), training=False).numpy(), rtol=1e-12)  # fmt: skip

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import numpy as np
 
+    from resnet_spec.backends import ProbeResult
     from resnet_spec.pipeline import Architecture
+    from resnet_spec.training.job import Evaluation, TrainingJob
+    from resnet_spec.training.preprocess import Preprocessor
 
 __all__ = ["KerasBackend"]
 
@@ -62,3 +65,39 @@ class KerasBackend:
         from .introspect import node_outputs
 
         return node_outputs(model, arch, images)
+
+    # ------------------------------------------------------------------ WeightAccess (parity)
+
+    def get_weights(self, model: Any, arch: Architecture) -> dict[str, dict[str, np.ndarray]]:
+        """Every weight in the neutral layout (Keras' own layout), by layer and variable name."""
+        from .weights import get_weights
+
+        return get_weights(model, arch)
+
+    def set_weights(self, model: Any, arch: Architecture, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        from .weights import set_weights
+
+        set_weights(model, arch, weights)
+
+    def train_probe(
+        self, model: Any, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *,
+        steps: int, learning_rate: float, momentum: float, weight_decay: float,
+    ) -> ProbeResult:  # fmt: skip
+        from .probe import train_probe
+
+        return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
+                           weight_decay=weight_decay)  # fmt: skip
+
+    # ------------------------------------------------------------------ Trainer
+
+    def train(self, job: TrainingJob) -> Evaluation:
+        """Train (or resume) ``job`` and evaluate on its test set; see :mod:`.train`."""
+        from .train import train
+
+        return train(job)
+
+    def evaluate(self, checkpoint: Any, arch: Architecture, images: np.ndarray, labels: np.ndarray,
+                 preprocessor: Preprocessor | None) -> Evaluation:  # fmt: skip
+        from .train import evaluate
+
+        return evaluate(checkpoint, arch, images, labels, preprocessor)

@@ -55,12 +55,24 @@ def deep_recursion(layers: int) -> Iterator[None]:
         sys.setrecursionlimit(old)
 
 
-def build_model(arch: Any, **options: Any) -> keras.Model:
+DTYPES = ("float32", "float64")
+
+
+def build_model(arch: Any, *, dtype: str = "float32", **options: Any) -> keras.Model:
+    """``dtype`` (the only option): ``float64`` builds every layer under Keras' float64 dtype
+    policy (float64 variables and computation), for parity checks whose tolerances float32
+    cannot meet on deep, ill-conditioned networks."""
     if options:
-        raise BackendError(f"the keras backend takes no build options; got {', '.join(sorted(options))}")
+        raise BackendError(
+            f"the keras backend takes no build options but dtype (float32, float64); got {', '.join(sorted(options))}"
+        )
+    if dtype not in DTYPES:
+        raise BackendError(f"dtype must be float32 or float64 (mixed precision is a training setting), not {dtype!r}")
     graph, info = arch.graph, arch.analysis.info
     tensors: dict[str, Any] = {}
-    with deep_recursion(len(graph)):
+    # float32 keeps the global policy, which the trainer sets to a mixed one while it builds.
+    precision = _dtype_policy(dtype) if dtype != "float32" else contextlib.nullcontext()
+    with deep_recursion(len(graph)), precision:
         for node in graph:
             if isinstance(node, g.Input):
                 tensors[node.name] = keras.Input(shape=node.shape, name=node.name)
@@ -68,6 +80,16 @@ def build_model(arch: Any, **options: Any) -> keras.Model:
             inputs = [tensors[name] for name in node.inputs]
             tensors[node.name] = _BUILDERS[type(node)](node, inputs, info[node.inputs[0]].output_shape)
         return keras.Model(tensors[graph.input.name], tensors[graph.output], name=model_name(arch.name))
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str) -> Iterator[None]:
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
 
 
 def model_name(name: str) -> str:
