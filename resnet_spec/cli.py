@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2, help="SGD steps before comparing weights (default 2)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--backends", default="keras,torch", help="two backends, comma-separated (default keras,torch)")
+    p.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                   help="float64 separates mapping errors from float32 rounding in deep nets (docs/parity.md)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     _add_overrides(p)
     p.set_defaults(run=cmd_parity)
@@ -262,7 +264,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
         print("error: --backends takes two names, e.g. keras,torch", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = parity.run(result.architecture, backends=names, seed=args.seed, steps=args.steps, batch_size=args.batch_size)  # type: ignore[arg-type]
+        report = parity.run(result.architecture, backends=names, seed=args.seed, steps=args.steps,  # type: ignore[arg-type]
+                            batch_size=args.batch_size, precision=args.precision)  # fmt: skip
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

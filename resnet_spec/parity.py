@@ -28,8 +28,11 @@ from .weights import Weights, initial_weights
 
 @dataclass(frozen=True)
 class Tolerances:
-    """float32 CPU tolerances (docs/parity.md). Logits are compared absolutely, everything else
-    relative to the largest magnitude of the reference tensor."""
+    """Tolerances (docs/parity.md). Logits: absolute, scaled up only when the logits themselves
+    exceed 1 in magnitude (|diff| <= logits_abs * max(1, max |logits|)). Other outputs: relative
+    to the largest magnitude of the reference tensor. Weights and gradients: relative to the
+    largest magnitude among the node's tensors, so that a conv bias feeding a batch norm (whose
+    exact gradient is zero) is judged on the scale of its kernel, not on rounding noise."""
 
     logits_abs: float = 1e-5
     outputs_rel: float = 1e-4
@@ -53,6 +56,10 @@ class Difference:
         value = self.max_abs if self.measure == "abs" else self.max_rel
         return bool(np.isfinite(value)) and value <= self.limit
 
+    @property
+    def value(self) -> float:
+        return self.max_abs if self.measure == "abs" else self.max_rel
+
 
 @dataclass
 class ParityReport:
@@ -70,8 +77,9 @@ class ParityReport:
         return list(dict.fromkeys(d.check for d in self.differences))
 
     def worst(self, check: str) -> Difference:
+        """The row closest to (or furthest beyond) its limit."""
         rows = [d for d in self.differences if d.check == check]
-        return max(rows, key=lambda d: d.max_abs if d.measure == "abs" else d.max_rel)
+        return max(rows, key=lambda d: d.value / d.limit if np.isfinite(d.value) else float("inf"))
 
     def first_divergence(self, check: str | None = None) -> Difference | None:
         return next((d for d in self.differences if not d.ok and (check is None or d.check == check)), None)
@@ -93,13 +101,15 @@ class ParityReport:
         }
 
 
-def compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(max |a - b|, max |a - b| / max |b|); infinite when shapes differ or values are not finite."""
+def compare(a: np.ndarray, b: np.ndarray, scale: float | None = None) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / scale) with scale = max |b| unless given; infinite when the
+    shapes differ or a value is not finite."""
     if a.shape != b.shape:
         return float("inf"), float("inf")
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
-    scale = float(np.max(np.abs(b64))) if b64.size else 0.0
+    if scale is None:
+        scale = float(np.max(np.abs(b64))) if b64.size else 0.0
     return diff, diff / max(scale, 1e-12)
 
 
@@ -113,24 +123,34 @@ def run(
     learning_rate: float = 0.01,
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
+    precision: str = "float32",
     tolerances: Tolerances = Tolerances(),
 ) -> ParityReport:
+    """``precision="float64"`` builds both models in double precision: it separates mapping
+    errors from float32 rounding on networks whose batch norms are ill-conditioned at the tiny
+    batches a parity check uses (docs/parity.md)."""
     first, second = (_weight_backend(name) for name in backends)
+    build = {} if precision == "float32" else {"dtype": precision}
     start = initial_weights(arch, seed)
     batches = _batches(arch, seed, batch_size, count=max(1, steps))
     report = ParityReport(backends, seed, steps)
 
-    eval_a = _node_outputs(first, arch, start, batches[0][0])
-    eval_b = _node_outputs(second, arch, start, batches[0][0])
+    eval_a = _node_outputs(first, arch, start, batches[0][0], build)
+    eval_b = _node_outputs(second, arch, start, batches[0][0], build)
     logits = "head.classifier"
     for name in _ordered(arch, eval_b):
+        if name == logits:
+            magnitude = max(1.0, float(np.max(np.abs(eval_b[name]))))
+            abs_diff, _ = compare(eval_a[name], eval_b[name])
+            row = Difference("eval", name, "output", abs_diff / magnitude, abs_diff / magnitude, tolerances.logits_abs, "abs")
+            report.differences.append(row)
+            continue
         abs_diff, rel_diff = compare(eval_a[name], eval_b[name])
-        measure, limit = ("abs", tolerances.logits_abs) if name == logits else ("rel", tolerances.outputs_rel)
-        report.differences.append(Difference("eval", name, "output", abs_diff, rel_diff, limit, measure))
+        report.differences.append(Difference("eval", name, "output", abs_diff, rel_diff, tolerances.outputs_rel, "rel"))
 
     probe_kwargs = {"steps": steps, "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
-    probe_a = _probe(first, arch, start, batches, probe_kwargs)
-    probe_b = _probe(second, arch, start, batches, probe_kwargs)
+    probe_a = _probe(first, arch, start, batches, probe_kwargs, build)
+    probe_b = _probe(second, arch, start, batches, probe_kwargs, build)
     _compare_outputs(report, "train_forward", arch, probe_a.train_outputs, probe_b.train_outputs, tolerances.outputs_rel)
     _compare_weights(report, "norm_stats", arch, probe_a.stats_after_forward, probe_b.stats_after_forward, tolerances.stats_rel)
     _compare_weights(report, "gradients", arch, probe_a.gradients, probe_b.gradients, tolerances.gradients_rel)
@@ -162,14 +182,16 @@ def _batches(arch: Architecture, seed: int, batch_size: int, count: int) -> list
     ]
 
 
-def _node_outputs(backend: Any, arch: Architecture, weights: Weights, images: np.ndarray) -> dict[str, np.ndarray]:
-    model = backend.build(arch)
+def _node_outputs(backend: Any, arch: Architecture, weights: Weights, images: np.ndarray,
+                  build: dict[str, Any]) -> dict[str, np.ndarray]:  # fmt: skip
+    model = backend.build(arch, **build)
     backend.set_weights(model, arch, weights)
     return backend.node_outputs(model, arch, images)
 
 
-def _probe(backend: Any, arch: Architecture, weights: Weights, batches: list[Any], kwargs: dict[str, Any]) -> ProbeResult:
-    model = backend.build(arch)
+def _probe(backend: Any, arch: Architecture, weights: Weights, batches: list[Any], kwargs: dict[str, Any],
+           build: dict[str, Any]) -> ProbeResult:  # fmt: skip
+    model = backend.build(arch, **build)
     backend.set_weights(model, arch, weights)
     return backend.train_probe(model, arch, batches, **kwargs)
 
@@ -188,9 +210,11 @@ def _compare_outputs(report: ParityReport, check: str, arch: Architecture, a: Ma
 
 def _compare_weights(report: ParityReport, check: str, arch: Architecture, a: Weights, b: Weights, limit: float) -> None:
     for name in _ordered(arch, b):
+        node_scale = max((float(np.max(np.abs(t))) for t in b[name].values() if t.size), default=0.0)
         for key in sorted(b[name]):
             found = a.get(name, {}).get(key)
-            abs_diff, rel_diff = compare(found, b[name][key]) if found is not None else (float("inf"), float("inf"))
+            scale = node_scale if check != "norm_stats" else None  # statistics: each tensor on its own scale
+            abs_diff, rel_diff = compare(found, b[name][key], scale) if found is not None else (float("inf"), float("inf"))
             report.differences.append(Difference(check, name, key, abs_diff, rel_diff, limit, "rel"))
 
 

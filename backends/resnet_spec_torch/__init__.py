@@ -58,8 +58,11 @@ class TorchBackend(TorchCapabilities):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = build_module(arch)
-        if options.get("device") is not None or options.get("dtype") is not None:
-            model = model.to(device=options.get("device"), dtype=options.get("dtype"))
+        dtype = options.get("dtype")
+        if isinstance(dtype, str):  # "float64", as every backend accepts it
+            dtype = getattr(torch, dtype)
+        if options.get("device") is not None or dtype is not None:
+            model = model.to(device=options.get("device"), dtype=dtype)
         if options.get("channels_last"):
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return model
