@@ -9,52 +9,63 @@ a depth of 10^9 cannot overflow it. It only has to be right to an order of magni
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .diagnostics import Diagnostic, KeyPath
 from .spec import ConvLayer, DenseLayer, ResNetSpec
 
 MAX_BLOCKS = 20_000
+MAX_NODES = 500_000
 MAX_PARAMS = 4_000_000_000
+
+
+def scientific(value: int) -> str:
+    """3 significant digits for integers of any size (float() overflows past 1e308)."""
+    digits = str(abs(value))
+    if len(digits) <= 4:
+        return str(value)
+    mantissa = f"{digits[0]}.{digits[1:3]}"
+    return f"{'-' if value < 0 else ''}{mantissa}e+{len(digits) - 1:02d}"
 
 
 @dataclass(frozen=True)
 class Estimate:
     blocks: int
+    nodes: int
     params: int
     culprit: KeyPath  # where the size comes from
 
     @property
-    def gib(self) -> float:
-        return self.params * 4 / 2**30
-
-    @property
     def too_large(self) -> bool:
-        return self.blocks > MAX_BLOCKS or self.params > MAX_PARAMS
+        return self.blocks > MAX_BLOCKS or self.nodes > MAX_NODES or self.params > MAX_PARAMS
 
     def describe(self) -> str:
+        gib = self.params * 4 // 2**30
         return (
-            f"{self.blocks:,} blocks and roughly {self.params:.3g} parameters "
-            f"(about {self.gib:.3g} GiB of float32 weights)"
+            f"{self.blocks:,} blocks, about {scientific(self.nodes)} graph nodes and roughly "
+            f"{scientific(self.params)} parameters (about {scientific(gib)} GiB of float32 weights)"
         )
 
 
 def estimate(spec: ResNetSpec, counts: tuple[int, ...]) -> Estimate:
     params, channels = _stem_params(spec)
+    nodes = len(spec.stem) + 4 + len(spec.head.layers)
     biggest = -1
     culprit: KeyPath = ("stages",)
     for i, (stage, blocks) in enumerate(zip(spec.stages, counts)):
-        width = int(stage.filters * max(stage.width_multiplier, 1.0))
-        stage_params = 9 * channels * width + blocks * (27 * width * width // max(stage.groups, 1))
+        block_params, block_nodes, width = _block(spec, stage, channels)
+        stage_params = blocks * block_params
+        nodes += blocks * block_nodes
         if stage_params > biggest:
             biggest = stage_params
-            culprit = ("stages", i, "filters") if width * width > blocks else ("stages", i, "blocks")
+            culprit = ("stages", i, "blocks") if blocks > MAX_BLOCKS // 4 else ("stages", i, "filters")
         params += stage_params
         channels = width
     params += _head_params(spec, channels)
     total_blocks = sum(counts)
-    if total_blocks > MAX_BLOCKS and spec.depth is not None:
+    if (total_blocks > MAX_BLOCKS or nodes > MAX_NODES) and spec.depth is not None:
         culprit = ("depth",)
-    return Estimate(total_blocks, params, culprit)
+    return Estimate(total_blocks, nodes, params, culprit)
 
 
 def check(spec: ResNetSpec, counts: tuple[int, ...]) -> list[Diagnostic]:
@@ -64,11 +75,50 @@ def check(spec: ResNetSpec, counts: tuple[int, ...]) -> list[Diagnostic]:
     return [
         Diagnostic(
             "RS207",
-            f"the network would have {found.describe()}; limits are {MAX_BLOCKS:,} blocks and {MAX_PARAMS:.0e} parameters",
-            hint="check `depth`, `blocks` and `filters`: nothing was allocated",
+            f"the network would have {found.describe()}; limits are {MAX_BLOCKS:,} blocks, "
+            f"{MAX_NODES:,} nodes and {MAX_PARAMS:.0e} parameters",
+            hint="check `depth`, `blocks`, `filters` and the width settings: nothing was allocated",
             key_path=found.culprit,
         )
     ]
+
+
+def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
+    """(parameters, nodes, output channels) of one block, an over-estimate of the usual kind."""
+    kinds = {stage.block, stage.first_block or stage.block}
+    custom = [spec.blocks[k] for k in kinds if k in spec.blocks]
+    width = max(1, int(stage.filters * max(stage.width_multiplier, 1)))
+    inner = width
+    if stage.width_per_group is not None:
+        inner = stage.groups * stage.width_per_group * max(int(stage.width_multiplier), 1)
+    elif "bottleneck" in stage.block:
+        inner = max(1, int(stage.filters / stage.bottleneck_ratio * max(stage.width_multiplier, 1)))
+    groups = max(stage.groups, 1)
+    params = 2 * inner * max(width, channels) + 9 * inner * inner // groups + 18 * width * max(width, channels)
+    nodes = 16
+    for block in custom:
+        cin, block_params = channels, 0
+        for layer in block.layers:
+            if isinstance(layer, ConvLayer):
+                filters = layer.filters or max(1, int(stage.filters * (layer.filters_ratio or 1)))
+                k = layer.kernel_size if isinstance(layer.kernel_size, int) else max(layer.kernel_size)
+                block_params += k * k * cin * filters // max(layer.groups, 1)
+                cin = filters
+        params = max(params, block_params)
+        nodes = max(nodes, len(block.layers) + 6)
+    return params, nodes, width
+
+
+def _total_stride(spec: ResNetSpec) -> int:
+    stride = 1
+    for layer in spec.stem:
+        value = getattr(layer, "stride", 1)
+        if isinstance(layer, (ConvLayer,)) or layer.type in ("max_pool", "avg_pool"):
+            value = value if value is not None else getattr(layer, "pool_size", 1)
+            stride *= value if isinstance(value, int) else 1
+    for stage in spec.stages:
+        stride *= stage.stride
+    return stride
 
 
 def _stem_params(spec: ResNetSpec) -> tuple[int, int]:
@@ -82,9 +132,15 @@ def _stem_params(spec: ResNetSpec) -> tuple[int, int]:
 
 
 def _head_params(spec: ResNetSpec, channels: int) -> int:
+    stride = max(1, _total_stride(spec))
+    spatial = -(-spec.input.height // stride) * -(-spec.input.width // stride)
     params, width = 0, channels
     for layer in spec.head.layers:
-        if isinstance(layer, DenseLayer):
+        if layer.type == "flatten":
+            width *= spatial
+        elif layer.type == "global_avg_pool":
+            spatial = 1
+        elif isinstance(layer, DenseLayer):
             params += width * layer.units
             width = layer.units
     return params + width * spec.classes

@@ -10,6 +10,7 @@ layers and is still "34"). With three stages of n basic blocks and a one-conv st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from . import budget
 from .diagnostics import Diagnostic
@@ -60,6 +61,11 @@ def resolve(spec: ResNetSpec) -> tuple[DepthResult | None, list[Diagnostic]]:
         ]
     # Every open stage gets the same n: depth = fixed + sum(first - rest) + n * sum(rest).
     per_n = sum(block_depth(spec, spec.stages[i].block) for i in open_stages)
+    if per_n == 0:
+        return None, [Diagnostic(
+            "RS205", "the stages without `blocks` use block kinds without convolutions, so `depth` cannot give their block count",
+            hint="give those stages an explicit `blocks`", key_path=("depth",),
+        )]  # fmt: skip
     offset = fixed + sum(_stage_depth(spec, spec.stages[i], 1) - block_depth(spec, spec.stages[i].block) for i in open_stages)
     n, remainder = divmod(spec.depth - offset, per_n)
     if remainder or n < 1:
@@ -70,8 +76,10 @@ def resolve(spec: ResNetSpec) -> tuple[DepthResult | None, list[Diagnostic]]:
 
 def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
     depth = spec.depth or 0
-    n = (depth - offset) / per_n
-    below = max(1, int(n)) if n >= 1 else 1
+    # Integers and Decimal throughout: a depth may have hundreds of digits.
+    whole, _ = divmod(depth - offset, per_n)
+    n = (Decimal(depth - offset) / Decimal(per_n)).quantize(Decimal("0.01"))
+    below = max(1, whole)
     candidates = sorted({offset + per_n * below, offset + per_n * (below + 1)})
     nearest = ", ".join(str(c) for c in candidates if c != depth)
     hint = f"depth must be {per_n}n + {offset} for a whole n >= 1, or give every stage an explicit `blocks`"
@@ -80,7 +88,7 @@ def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
         hint += f"; even the nearest valid depth would give {size.describe()}, beyond the limits"
     return Diagnostic(
         "RS205",
-        f"depth {depth} gives n = {n:.2f} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
+        f"depth {depth} gives n = {n} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
         hint=hint,
         key_path=("depth",),
     )

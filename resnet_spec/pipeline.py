@@ -81,12 +81,27 @@ class Result:
 def load(source: Source, *, overrides: Sequence[str] = (), filename: str | None = None) -> loader.LoadedDocument:
     """Read a file path, YAML/JSON text (``filename`` names it in messages) or an already-parsed mapping."""
     if isinstance(source, Mapping):
-        doc = loader.LoadedDocument(dict(source), loader.SourceMap(filename or "<mapping>", "", {}, {}), [])
+        problems = _nesting_problems(source)
+        doc = loader.LoadedDocument(
+            None if problems else dict(source), loader.SourceMap(filename or "<mapping>", "", {}, {}), problems
+        )
     elif isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and not source.lstrip().startswith("{")):
         doc = loader.load_file(source)
     else:
         doc = loader.load_text(source, filename=filename or "<string>")
     return loader.apply_overrides(doc, overrides) if overrides and doc.ok else doc
+
+
+def _nesting_problems(data: Any, limit: int = loader.Limits().max_depth) -> list[Diagnostic]:
+    """The loader's depth limit for mappings handed in directly (iterative: no recursion to blow)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return [Diagnostic("RS008", f"the mapping nests deeper than {limit} levels")]
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
+    return []
 
 
 def validate(source: Source, *, overrides: Sequence[str] = (), filename: str | None = None) -> Result:

@@ -25,7 +25,10 @@ _TYPE_ERRORS = {
     "bool_parsing", "string_type", "dict_type", "list_type", "model_type", "model_attributes_type",
     "tuple_type", "none_required", "is_instance_of",
 }  # fmt: skip
-_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
+_RANGE_ERRORS = {
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
+    "string_too_short", "string_too_long",
+}  # fmt: skip
 _RANGE_WORDS = {
     "greater_than": "greater than {gt}",
     "greater_than_equal": "at least {ge}",
@@ -33,6 +36,8 @@ _RANGE_WORDS = {
     "less_than_equal": "at most {le}",
     "too_short": "at least {min_length} items",
     "too_long": "at most {max_length} items",
+    "string_too_short": "at least {min_length} characters",
+    "string_too_long": "at most {max_length} characters",
 }
 
 
@@ -199,6 +204,8 @@ def _value_at(data: Any, path: KeyPath) -> Any:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return f"a string of {len(value):,} characters"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -127,7 +127,7 @@ class PoolLayer(SpecModel):
     pool_size: KernelSize | Annotated[list[KernelSize], Field(min_length=2, max_length=2)] = 2
     stride: StrideValue | Annotated[list[StrideValue], Field(min_length=2, max_length=2)] | None = None
     """Defaults to the pool size."""
-    padding: Padding | None = Field(default="valid", description=PADDING_DOC)
+    padding: Padding = Field(default="valid", description=PADDING_DOC)
 
 
 class MaxPoolLayer(PoolLayer):
