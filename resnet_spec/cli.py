@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2, help="SGD steps before comparing weights (default 2)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--backends", default="keras,torch", help="two backends, comma-separated (default keras,torch)")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float32",
-                   help="float64 separates mapping errors from float32 rounding in deep nets (docs/parity.md)")
+    p.add_argument("--precision", choices=("float32", "float64"), default="float64",
+                   help="float64 (default) separates mapping errors from float32 rounding (docs/parity.md)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     _add_overrides(p)
     p.set_defaults(run=cmd_parity)
