@@ -25,7 +25,6 @@ pytest.importorskip("tensorflow")
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
-SLOW = {"resnet1202_cifar10", "resnet152", "resnet101", "wide_resnet28_10_cifar10", "resnet_v2_164_cifar10", "wide_resnet50_2"}
 
 
 def small(**extra: Any) -> dict[str, Any]:
@@ -55,11 +54,11 @@ def reduced(path: Path) -> list[str]:
 # --------------------------------------------------------------------------- every example
 
 
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=[pytest.mark.slow] if p.stem in SLOW else [], id=p.stem) for p in EXAMPLES],
-)
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in EXAMPLES if p.stem != "resnet1202_cifar10"])
 def test_every_example_is_one_function_in_both_frameworks(path: Path) -> None:
+    """ResNet-1202 is left out: at initialization its eval-mode activations overflow float32 and
+    float64 alike (see tests/test_fidelity.py), so there is nothing finite to compare."""
     arch = resnet_spec.build_architecture(path, overrides=reduced(path))
     report = parity.run(arch, seed=0, steps=2, batch_size=2)
     first = report.first_divergence()
