@@ -37,12 +37,21 @@ def draw(settings: Augmentation, count: int, rng: np.random.Generator) -> tuple[
 
 
 def apply(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor, *, padding: int,
-          flip: bool, channels_last: bool = False) -> torch.Tensor:  # fmt: skip
-    """Pad NCHW ``x`` with zeros, crop each image at its (top, left), flip where asked: one
-    gather, bit-identical to the reference. The result is contiguous in the memory format asked
-    for (``channels_last`` or NCHW)."""
+          flip: bool, channels_last: bool = False, method: str | None = None) -> torch.Tensor:  # fmt: skip
+    """Pad NCHW ``x`` with zeros, crop each image at its (top, left), flip where asked; pure data
+    movement, bit-identical to the reference. The result is contiguous in the memory format asked
+    for (``channels_last`` or NCHW).
+
+    ``method``: ``gather`` (one indexing kernel: the choice on GPUs) or ``slices`` (one slice
+    copy per distinct crop offset, at most (2 * padding + 1) ** 2, then one ``where`` for the
+    flips: the choice on CPUs, where a network was measured to run about 10% slower on the
+    output of the gather than on this one, values being equal). Default: by ``x``'s device."""
     if not padding and not flip:
         return x
+    method = method or ("slices" if x.device.type == "cpu" else "gather")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if method == "slices":
+        return _slices(x, tops, lefts, flips, padding, flip, memory_format)
     n, c, h, w = x.shape
     device = x.device
     cols = torch.arange(w, device=device).expand(n, w)
@@ -59,3 +68,22 @@ def apply(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch
         return x[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     channel = torch.arange(c, device=device)
     return x[batch[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _slices(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor, padding: int, flip: bool,
+            memory_format: torch.memory_format) -> torch.Tensor:  # fmt: skip
+    h, w = x.shape[2], x.shape[3]
+    if padding:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        out = torch.empty_like(x, memory_format=memory_format)
+        key = (tops * (2 * padding + 1) + lefts).cpu().numpy()
+        for k in np.unique(key):
+            top, left = divmod(int(k), 2 * padding + 1)
+            chosen = torch.from_numpy(np.flatnonzero(key == k)).to(x.device)
+            out[chosen] = padded[chosen, :, top : top + h, left : left + w]
+    else:
+        out = x.contiguous(memory_format=memory_format)
+    if flip:
+        out = torch.where(flips.to(x.device)[:, None, None, None], out.flip(3), out)
+        out = out.contiguous(memory_format=memory_format)
+    return out

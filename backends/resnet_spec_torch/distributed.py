@@ -131,7 +131,7 @@ def inductor_works(device: torch.device) -> tuple[bool, str]:
             fn = torch.compile(lambda t: (t * 2.0 + 1.0).relu().sum())
             fn(x).backward()
             _INDUCTOR[key] = (True, "")
-        except Exception as exc:  # inductor raises many types (BackendCompilerFailed, CalledProcessError...)
+        except Exception as exc:  # noqa: BLE001 - inductor raises many types (BackendCompilerFailed, CalledProcessError...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             _INDUCTOR[key] = (False, f"{type(exc).__name__}: {first[:300]}")
     return _INDUCTOR[key]

@@ -31,6 +31,8 @@ def parameter_groups(model: nn.Module, arch: Architecture, weight_decay: float, 
     params = [p for p in model.parameters() if p.requires_grad]
     decayed = [p for p in params if applies_to == "all" or id(p) in kernels]
     rest = [p for p in params if not (applies_to == "all" or id(p) in kernels)]
+    if not weight_decay or not rest:  # one group: one fused/foreach update per step instead of two
+        return [{"params": params, "weight_decay": weight_decay if rest == [] else 0.0}]
     groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
 

@@ -76,7 +76,7 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 def l2_penalty(model: nn.Module, arch: Architecture) -> torch.Tensor | None:
     """``sum kernel_l2 * sum(w ** 2)`` over the kernels that have a ``kernel_l2`` (None when none do)."""
-    terms = [node.kernel_l2 * at_least_float32(weight).square().sum()  # type: ignore[attr-defined]
+    terms = [node.kernel_l2 * at_least_float32(weight).square().sum()
              for node, weight in kernel_parameters(model, arch) if node.kernel_l2]  # fmt: skip
     return torch.stack(terms).sum() if terms else None
 

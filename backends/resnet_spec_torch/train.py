@@ -37,7 +37,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -133,8 +133,10 @@ class Tensors:
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
         if self.on_device:
+            # Advanced indexing, not index_select: on a CPU the network runs measurably slower
+            # (about 10% per step for resnet_digits) on index_select's output.
             index = index.to(self.device, non_blocking=True)
-            return self.x.index_select(0, index), self.y.index_select(0, index)
+            return self.x[index], self.y[index]
         # Pinned host staging, two buffers in turn: a buffer is refilled only after its last
         # asynchronous copy to the device has finished.
         turn, self._turn = self._turn, 1 - self._turn
@@ -157,7 +159,7 @@ class Tensors:
 def _fits(nbytes: int, device: torch.device) -> bool:
     try:
         free, _ = torch.cuda.mem_get_info(device)
-    except Exception:  # pragma: no cover - not a CUDA device
+    except Exception:  # noqa: BLE001  # pragma: no cover - not a CUDA device
         return True
     return nbytes <= DEVICE_DATA_FRACTION * free
 
@@ -190,7 +192,7 @@ class _Run:
             ids = [setup.device.index] if setup.device.type == "cuda" else None
             self.train_net = DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
         if setup.compile:
-            self.train_net = torch.compile(self.train_net)
+            self.train_net = cast(nn.Module, torch.compile(self.train_net))
         self.optimizer = make_optimizer(training.optimizer, self.model, arch)
         self.scaler = setup.scaler()
         self.data = Tensors(job.preprocessor(job.dataset.x_train), job.dataset.y_train, setup.device,

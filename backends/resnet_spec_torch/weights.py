@@ -63,10 +63,12 @@ def feature_orders(arch: Architecture) -> dict[str, np.ndarray]:
             if len(shape) == 3 and shape[0] * shape[1] > 1:
                 h, w, c = shape
                 orders[node.name] = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
-        elif isinstance(node, (g.Activation, g.Dropout, g.DropPath, g.BatchNorm, g.Add, g.Scale)):
-            # element-wise on its first input's features (Add/Scale of vectors: both in one order)
-            if node.inputs and node.inputs[0] in orders and len(arch.shape_of(node.name)) == 1:
-                orders[node.name] = orders[node.inputs[0]]
+        elif (
+            isinstance(node, (g.Activation, g.Dropout, g.DropPath, g.BatchNorm, g.Add, g.Scale))
+            and node.inputs[0] in orders
+            and len(arch.shape_of(node.name)) == 1
+        ):  # element-wise on its first input's features (Add / Scale of vectors: both in one order)
+            orders[node.name] = orders[node.inputs[0]]
     return orders
 
 
@@ -194,14 +196,16 @@ def set_weights(model: nn.Module, arch: Architecture, weights: Mapping[str, Mapp
             tensor.copy_(torch.from_numpy(native))
 
 
-def kernel_parameters(model: nn.Module, arch: Architecture) -> list[tuple[g.Node, nn.Parameter]]:
+def kernel_parameters(model: nn.Module, arch: Architecture) -> list[tuple[g.Conv2D | g.Dense, torch.Tensor]]:
     """(node, kernel) for every conv and dense node: what weight decay "kernels" and ``kernel_l2``
     apply to."""
     net = unwrap(model)
-    out = []
+    out: list[tuple[g.Conv2D | g.Dense, torch.Tensor]] = []
     for node in arch.graph:
         if isinstance(node, (g.Conv2D, g.Dense)):
-            out.append((node, _module(net, node.name).weight))
+            weight = _module(net, node.name).weight
+            assert isinstance(weight, torch.Tensor)
+            out.append((node, weight))
     return out
 
 

@@ -1,0 +1,368 @@
+"""The PyTorch trainer (resnet_spec_torch.train) against the trainer contract of
+resnet_spec.training.job: the schedule step by step, exact resume (mid-epoch and across
+epochs), atomic checkpoints, evaluation, PyTorch-form optimizers, augmentation against the NumPy
+reference, and the execution switches (bfloat16, channels_last, torch.compile) on a CPU. Tiny
+models on the bundled digits data; the file runs in about a minute on two CPU cores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+import resnet_spec
+from resnet_spec.backends import BackendError, get_backend
+from resnet_spec.training import augment as reference
+from resnet_spec.training import data, schedule
+from resnet_spec.training.job import Trainer, TrainingJob
+from resnet_spec.training.preprocess import Preprocessor
+from resnet_spec.training.run_dir import RunDir
+
+pytestmark = pytest.mark.torch
+
+
+def torch_backend() -> Any:
+    backend = get_backend("torch")
+    if isinstance(backend, Trainer):
+        return backend
+    from resnet_spec_torch import TorchBackend
+    from resnet_spec_torch.capabilities import TorchCapabilities
+
+    class Backend(TorchBackend, TorchCapabilities):  # until TorchBackend inherits the mixin
+        pass
+
+    return Backend()
+
+
+BACKEND = torch_backend()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """Tiny networks: one intra-op thread is faster, and far steadier on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# Small enough to train in seconds, with everything the trainer must get right: dropout (seeded
+# masks, restored on resume), augmentation, SGD with Nesterov momentum and weight decay, a
+# piecewise schedule by epoch with warm-up, label smoothing, kernel L2, a validation split.
+TINY: dict[str, Any] = {
+    "version": 1, "name": "tiny_digits", "input": {"height": 8, "width": 8, "channels": 1}, "classes": 10,
+    "defaults": {"conv_bias": False, "kernel_l2": 1e-4, "norm": {"running_stats_decay": 0.9, "epsilon": 1e-5}},
+    "stem": [{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "norm"}, {"type": "activation"}],
+    "stages": [{"block": "basic", "blocks": 1, "filters": 8}],
+    "head": {"layers": [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.2}]},
+    "training": {
+        "batch_size": 128, "epochs": 3,
+        "optimizer": {"kind": "sgd", "learning_rate": 0.2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        "schedule": {"kind": "piecewise", "unit": "epoch", "boundaries": [2], "multipliers": [1.0, 0.1]},
+        "warmup": {"iterations": 4, "start_multiplier": 0.1},
+        "loss": {"label_smoothing": 0.1}, "validation_split": 0.1,
+        "augmentation": {"random_crop_padding": 1, "horizontal_flip": True},
+        "preprocessing": {"mode": "per_channel_mean", "scale": 0.0625}, "seed": 3, "tensorboard": False,
+    },
+}  # fmt: skip
+STEPS_PER_EPOCH = 11  # 1,437 digits for training, 10% held out: 1,293 / 128
+EPOCHS = 3
+
+
+def make_job(out: Path, spec: dict[str, Any] = TINY, **kwargs: Any) -> TrainingJob:
+    arch = resnet_spec.build_architecture(spec)
+    training = arch.spec.training
+    train_part, x_val, y_val = data.load("digits", arch.spec).validation_split(training.validation_split, training.seed)
+    preprocessor = Preprocessor.fit(training.preprocessing, train_part.x_train)
+    execution = training.execution.model_copy(update=kwargs.pop("execution", {}))
+    return TrainingJob(arch, spec, train_part, x_val, y_val, preprocessor, RunDir(out, tensorboard=False), execution,
+                       progress=False, **kwargs)  # fmt: skip
+
+
+def final_state(run: Path) -> dict[str, Any]:
+    """Everything the run's checkpoint holds (model, optimizer, step, random states)."""
+    return torch.load(run / "checkpoint" / "training.pt", map_location="cpu", weights_only=True)
+
+
+def assert_same(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One uninterrupted run, recording (step, learning rate, loss) at every step."""
+    out = tmp_path_factory.mktemp("full")
+    steps: list[tuple[int, float, float]] = []
+    job = make_job(out, on_step=lambda step, rate, loss: steps.append((step, rate, loss)))
+    evaluation = BACKEND.train(job)
+    return {"out": out, "job": job, "evaluation": evaluation, "steps": steps}
+
+
+# ---------------------------------------------------------------------------- the contract
+
+
+def test_backend_is_a_trainer() -> None:
+    assert isinstance(BACKEND, Trainer)
+
+
+def test_loss_falls_and_learning_rate_follows_the_schedule(full_run: dict[str, Any]) -> None:
+    job, steps = full_run["job"], full_run["steps"]
+    training = job.arch.spec.training
+    assert [step for step, _, _ in steps] == list(range(EPOCHS * STEPS_PER_EPOCH))
+    for step, rate, _ in steps:
+        assert rate == schedule.learning_rate(training, step, STEPS_PER_EPOCH)
+    # warm-up starts at 0.1 x 0.2; from epoch 3 (step 22) the schedule's 0.1 x 0.2
+    assert steps[0][1] == pytest.approx(0.02) and steps[4][1] == pytest.approx(0.2) and steps[22][1] == pytest.approx(0.02)
+    losses = [loss for _, _, loss in steps]
+    assert np.isfinite(losses).all() and np.mean(losses[-11:]) < np.mean(losses[:11]) - 0.2
+    rows = job.run_dir.history()
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and [r["step"] for r in rows] == [11, 22, 33]
+    assert rows[-1]["loss"] < rows[0]["loss"] and rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert rows[-1]["learning_rate"] == pytest.approx(0.02)
+    assert full_run["evaluation"].accuracy > 0.2  # chance is 0.1; flips and crops of 8x8 digits slow learning
+
+
+def test_evaluation_and_evaluate_from_the_checkpoint(full_run: dict[str, Any]) -> None:
+    job, evaluation = full_run["job"], full_run["evaluation"]
+    test_size = len(job.dataset.y_test)
+    assert evaluation.confusion.shape == (10, 10) and evaluation.confusion.sum() == test_size
+    assert np.trace(evaluation.confusion) == round(evaluation.accuracy * test_size)
+    again = BACKEND.evaluate(full_run["out"] / "checkpoint", job.arch, job.dataset.x_test, job.dataset.y_test, None)
+    np.testing.assert_array_equal(again.confusion, evaluation.confusion)
+    assert again.loss == pytest.approx(evaluation.loss, rel=1e-6)
+
+
+def test_checkpoint_is_complete_atomic_and_weights_only(full_run: dict[str, Any]) -> None:
+    out = full_run["out"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+    folder = out / "checkpoint"
+    assert sorted(p.name for p in folder.iterdir()) == ["state.json", "training.pt"]
+    state = json.loads((folder / "state.json").read_text())
+    assert state["step"] == 33 and state["epoch"] == 3 and state["preprocessor"]["mode"] == "per_channel_mean"
+    payload = final_state(out)  # weights_only=True: plain tensors and Python values
+    assert payload["step"] == 33 and payload["epoch"] == 3
+    assert {"model", "optimizer", "rng", "epoch_sums"} <= set(payload)
+    assert "stem.conv1.weight" in payload["model"] and payload["optimizer"]["state"]
+
+
+def test_resume_is_exact_mid_epoch_and_across_epochs(full_run: dict[str, Any], tmp_path: Path) -> None:
+    """Uninterrupted == stop at step 7 (mid-epoch 1) + resume to step 15 (mid-epoch 2) + resume
+    to the end: bit for bit the same weights, optimizer state, random state and epoch metrics."""
+    out = tmp_path / "run"
+    BACKEND.train(make_job(out, max_steps=7))
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 7
+    assert not out.joinpath("metrics.jsonl").exists()  # no epoch finished yet
+    BACKEND.train(make_job(out, resume=True, max_steps=15))
+    assert [r["epoch"] for r in RunDir(out).history()] == [1]
+    evaluation = BACKEND.train(make_job(out, resume=True))
+    assert_same(final_state(out), final_state(full_run["out"]))
+    for a, b in zip(RunDir(out).history(), full_run["job"].run_dir.history(), strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    np.testing.assert_array_equal(evaluation.confusion, full_run["evaluation"].confusion)
+
+
+def test_resume_after_a_whole_epoch(full_run: dict[str, Any], tmp_path: Path) -> None:
+    """Stopped at the end of epoch 2 (the epoch-end checkpoint) + resume == uninterrupted."""
+    BACKEND.train(make_job(tmp_path, max_steps=2 * STEPS_PER_EPOCH))
+    assert [r["epoch"] for r in RunDir(tmp_path).history()] == [1, 2]
+    BACKEND.train(make_job(tmp_path, resume=True))
+    assert_same(final_state(tmp_path), final_state(full_run["out"]))
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
+    from resnet_spec.training.commands import TrainingError
+
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        BACKEND.train(make_job(tmp_path, resume=True))
+
+
+def test_a_crash_between_the_renames_is_recovered(tmp_path: Path) -> None:
+    from resnet_spec_torch import checkpoint
+
+    target = tmp_path / "checkpoint"
+    for step in (1, 2):
+        checkpoint.save(target, lambda folder, step=step: (folder / "w.txt").write_text(str(step)), {"step": step})
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    old = tmp_path / ".checkpoint.old-x"  # the old checkpoint renamed away, the new one not yet in
+    old.mkdir()
+    target.rename(old / "previous")
+    newer = tmp_path / ".checkpoint.tmp-y"
+    newer.mkdir()
+    (newer / "w.txt").write_text("3")
+    (newer / "state.json").write_text(json.dumps({"step": 3}))
+    (tmp_path / ".checkpoint.tmp-z").mkdir()  # a crash while writing: no state.json
+    assert checkpoint.locate(target) == newer
+    assert checkpoint.recover(target) == target and (target / "w.txt").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path: Path) -> None:
+    from resnet_spec_torch import checkpoint
+
+    target = tmp_path / "checkpoint"
+    checkpoint.save(target, lambda folder: (folder / "w.txt").write_text("1"), {"step": 1})
+
+    def broken(folder: Path) -> None:
+        (folder / "w.txt").write_text("2")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(target, broken, {"step": 2})
+    assert (target / "w.txt").read_text() == "1" and checkpoint.read_state(target)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_a_softmax_output_trains_on_its_logits(tmp_path: Path) -> None:
+    """`output: softmax` trains through the classifier's logits: the same losses as the logits
+    spec, step for step (no dropout, so no random masks differ)."""
+    base = {**TINY, "head": {"layers": [{"type": "global_avg_pool"}]}}
+    losses = []
+    for name, spec in (("logits", base), ("softmax", {**base, "head": {**base["head"], "output": "softmax"}})):
+        seen: list[float] = []
+        BACKEND.train(make_job(tmp_path / name, spec, max_steps=3, on_step=lambda s, r, loss, seen=seen: seen.append(loss)))
+        losses.append(seen)
+    assert losses[0] == losses[1]
+
+
+# ---------------------------------------------------------------------------- pieces against NumPy
+
+
+@pytest.mark.parametrize("method", ["gather", "slices"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_device_augmentation_equals_the_numpy_reference(channels_last: bool, method: str) -> None:
+    from resnet_spec_torch import augment
+
+    from resnet_spec.spec import Augmentation
+
+    images = np.random.default_rng(0).standard_normal((16, 8, 6, 3)).astype(np.float32)
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    for settings in (Augmentation(random_crop_padding=2, horizontal_flip=True), Augmentation(random_crop_padding=3),
+                     Augmentation(horizontal_flip=True)):  # fmt: skip
+        expected = reference.augment(images, settings, augment.generator(5, 1, 2))
+        tops, lefts, flips = augment.draw(settings, len(images), augment.generator(5, 1, 2))
+        got = augment.apply(nchw, torch.from_numpy(tops), torch.from_numpy(lefts), torch.from_numpy(flips),
+                            padding=settings.random_crop_padding, flip=settings.horizontal_flip,
+                            channels_last=channels_last, method=method)  # fmt: skip
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        assert got.is_contiguous(memory_format=memory_format)
+        np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), expected)
+
+
+def _numpy_optimizer(kind: str, w: np.ndarray, grads: list[np.ndarray], rates: list[float], decay: bool,
+                     m: float = 0.9, nesterov: bool = False, wd: float = 0.1) -> np.ndarray:  # fmt: skip
+    """The contract's SGD / Adam / AdamW, float64."""
+    w = w.astype(np.float64)
+    b = mom = vel = np.zeros_like(w)
+    for t, (g, lr) in enumerate(zip(grads, rates), start=1):
+        g = g.astype(np.float64)
+        if kind == "sgd":
+            g = g + wd * w if decay else g
+            b = m * b + g
+            w = w - lr * ((g + m * b) if nesterov else b)
+            continue
+        if kind == "adam" and decay:
+            g = g + wd * w
+        if kind == "adamw" and decay:
+            w = w * (1 - lr * wd)
+        mom = 0.9 * mom + 0.1 * g
+        vel = 0.999 * vel + 0.001 * g * g
+        w = w - lr / (1 - 0.9**t) * mom / (np.sqrt(vel) / np.sqrt(1 - 0.999**t) + 1e-8)
+    return w
+
+
+@pytest.mark.parametrize(("kind", "nesterov"), [("sgd", False), ("sgd", True), ("adam", False), ("adamw", False)])
+@pytest.mark.parametrize("applies_to", ["kernels", "all"])
+def test_optimizers_follow_the_contract_across_learning_rate_changes(kind: str, nesterov: bool, applies_to: str) -> None:
+    from resnet_spec_torch.optim import make_optimizer, set_learning_rate
+
+    from resnet_spec.spec import Optimizer
+
+    spec = {"version": 1, "input": {"height": 2, "width": 2, "channels": 1}, "classes": 3,
+            "defaults": {"conv_bias": True}, "stem": [{"type": "conv", "filters": 2, "kernel_size": 1}],
+            "stages": [{"block": "basic", "blocks": 1, "filters": 2}]}  # fmt: skip
+    arch = resnet_spec.build_architecture(spec)
+    model = BACKEND.build(arch, seed=0)
+    conv = model.stem.conv1
+    start = {"kernel": conv.weight.detach().numpy().copy(), "bias": conv.bias.detach().numpy().copy()}
+    settings = Optimizer(kind=kind, learning_rate=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.1,
+                         weight_decay_applies_to=applies_to)  # fmt: skip
+    optimizer = make_optimizer(settings, model, arch)
+    rng = np.random.default_rng(0)
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in start.items()} for _ in range(4)]
+    rates = [0.1, 0.1, 0.01, 0.05]  # the learning rate changes: where Keras' own SGD form would differ
+    for step_grads, rate in zip(grads, rates):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        conv.weight.grad = torch.from_numpy(step_grads["kernel"])
+        conv.bias.grad = torch.from_numpy(step_grads["bias"])
+        set_learning_rate(optimizer, rate)
+        optimizer.step()
+    for key, tensor in (("kernel", conv.weight), ("bias", conv.bias)):
+        decay = applies_to == "all" or key == "kernel"
+        expected = _numpy_optimizer(kind, start[key], [g[key] for g in grads], rates, decay, nesterov=nesterov)
+        np.testing.assert_allclose(tensor.detach().numpy(), expected, rtol=2e-6, atol=2e-6, err_msg=key)
+
+
+# ---------------------------------------------------------------------------- execution switches
+
+
+def _short(tmp_path: Path, steps: int = 3, **kwargs: Any) -> Any:
+    return BACKEND.train(make_job(tmp_path, max_steps=steps, **kwargs))
+
+
+def test_bfloat16_autocast_runs_on_the_cpu(tmp_path: Path) -> None:
+    losses: list[float] = []
+    evaluation = _short(tmp_path, execution={"mixed_precision": "bfloat16"}, on_step=lambda s, r, l: losses.append(l))
+    assert np.isfinite(evaluation.loss) and np.isfinite(losses).all()
+    assert final_state(tmp_path)["model"]["stem.conv1.weight"].dtype == torch.float32  # parameters stay float32
+
+
+def test_channels_last_runs_and_matches_nchw(tmp_path: Path) -> None:
+    a = _short(tmp_path / "nchw", steps=1)  # one step: later steps amplify rounding differences
+    b = _short(tmp_path / "nhwc", steps=1, execution={"channels_last": True})
+    assert np.isfinite(b.loss)
+    weights = final_state(tmp_path / "nhwc")["model"]
+    assert weights["stem.conv1.weight"].is_contiguous()  # checkpoints are layout-free
+    for key, value in final_state(tmp_path / "nchw")["model"].items():
+        torch.testing.assert_close(weights[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert a.confusion.sum() == b.confusion.sum()
+
+
+def test_torch_compile_runs_or_says_why_not(tmp_path: Path) -> None:
+    from resnet_spec_torch.distributed import inductor_works
+
+    works, reason = inductor_works(torch.device("cpu"))
+    if not works:
+        with pytest.warns(RuntimeWarning, match="torch.compile is not available"):
+            evaluation = _short(tmp_path, steps=2, execution={"compile": True})
+        assert np.isfinite(evaluation.loss)
+        pytest.skip(f"inductor cannot compile here, the trainer fell back to eager mode: {reason}")
+    spec = {**TINY, "head": {"layers": [{"type": "global_avg_pool"}]}}  # no dropout: eager == compiled
+    eager: list[float] = []
+    compiled: list[float] = []
+    _short(tmp_path / "eager", steps=2, spec=spec, on_step=lambda s, r, l: eager.append(l))
+    _short(tmp_path / "compiled", steps=2, spec=spec, execution={"compile": True}, on_step=lambda s, r, l: compiled.append(l))
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4)
+
+
+def test_gpu_requested_without_a_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("a GPU is visible")
+    with pytest.raises(BackendError, match="no GPU"):
+        _short(tmp_path, execution={"device": "gpu"})
