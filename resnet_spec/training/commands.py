@@ -4,6 +4,7 @@ hand a :class:`~resnet_spec.training.job.TrainingJob` to the backend's trainer."
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,20 +32,25 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     training = arch.spec.training
     if training is None:
         raise TrainingError("the spec has no `training` section; add one (see docs/training.md)")
+    # Under torchrun every rank runs this; only rank 0 owns the run directory's bookkeeping.
+    leader = int(os.environ.get("RANK", "0")) == 0
     run_dir = RunDir(out, tensorboard=training.tensorboard)
-    _check_run_dir(run_dir, arch, backend, resume)
+    if leader:
+        _check_run_dir(run_dir, arch, backend, resume)
     trainer = _trainer(backend)
     dataset = data.load(source, arch.spec)
     train_part, x_val, y_val = dataset.validation_split(training.validation_split, training.seed)
     preprocessor = Preprocessor.fit(training.preprocessing, train_part.x_train)
     settings = training.execution.model_copy(update={k: v for k, v in (execution or {}).items() if v is not None})
-    if not resume:
+    if leader and not resume:
         run_dir.write_spec(spec_data)
         (run_dir.path / RUN_FILE).write_text(json.dumps({"backend": backend, "hash": arch.hash, "data": source,
                                                          "preprocessor": preprocessor.to_dict()}))  # fmt: skip
     job = TrainingJob(arch, spec_data, train_part, x_val, y_val, preprocessor, run_dir, settings, resume, progress,
                       max_steps, on_step)  # fmt: skip
     result = trainer.train(job)
+    if not leader:
+        return result
     run_dir.write_result({
         "backend": backend, "test_accuracy": result.accuracy, "test_loss": result.loss,
         **result.to_dict(dataset.class_names), "plot": str(run_dir.path / "curves.png"),
