@@ -227,10 +227,7 @@ CASES: list[Case] = [
         "node_bomb",
         "a 256-layer custom block x 20,000 blocks (5.1M graph nodes from a 7 kB file)",
         _node_bomb,
-        ("RS207",),
-        open_bug="the size budget counts blocks and parameters, not graph nodes: 256 layers x 20,000 blocks "
-        "expand to 5.1M nodes (~56 s, ~2.7 GB) before anything is refused; estimate nodes per block "
-        "(custom: len(layers) + shortcut + add) and refuse above a node limit (RS207)",
+        ("RS207",),  # fixed: the size budget now counts graph nodes (limit 500,000)
     ),
 ]
 BY_NAME = {case.name: case for case in CASES}

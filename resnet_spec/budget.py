@@ -9,6 +9,7 @@ a depth of 10^9 cannot overflow it. It only has to be right to an order of magni
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from .diagnostics import Diagnostic, KeyPath
@@ -87,12 +88,14 @@ def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
     """(parameters, nodes, output channels) of one block, an over-estimate of the usual kind."""
     kinds = {stage.block, stage.first_block or stage.block}
     custom = [spec.blocks[k] for k in kinds if k in spec.blocks]
-    width = max(1, int(stage.filters * max(stage.width_multiplier, 1)))
+    # Fractions, not floats: a filter count may have hundreds of digits.
+    multiplier = Fraction(max(stage.width_multiplier, 1))
+    width = max(1, int(stage.filters * multiplier))
     inner = width
     if stage.width_per_group is not None:
-        inner = stage.groups * stage.width_per_group * max(int(stage.width_multiplier), 1)
+        inner = int(stage.groups * stage.width_per_group * multiplier)
     elif "bottleneck" in stage.block:
-        inner = max(1, int(stage.filters / stage.bottleneck_ratio * max(stage.width_multiplier, 1)))
+        inner = max(1, int(stage.filters / Fraction(stage.bottleneck_ratio) * multiplier))
     groups = max(stage.groups, 1)
     params = 2 * inner * max(width, channels) + 9 * inner * inner // groups + 18 * width * max(width, channels)
     nodes = 16
@@ -100,7 +103,7 @@ def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
         cin, block_params = channels, 0
         for layer in block.layers:
             if isinstance(layer, ConvLayer):
-                filters = layer.filters or max(1, int(stage.filters * (layer.filters_ratio or 1)))
+                filters = layer.filters or max(1, int(stage.filters * Fraction(layer.filters_ratio or 1)))
                 k = layer.kernel_size if isinstance(layer.kernel_size, int) else max(layer.kernel_size)
                 block_params += k * k * cin * filters // max(layer.groups, 1)
                 cin = filters

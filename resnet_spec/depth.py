@@ -10,7 +10,7 @@ layers and is still "34"). With three stages of n basic blocks and a one-conv st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from . import budget
 from .diagnostics import Diagnostic
@@ -78,7 +78,9 @@ def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
     depth = spec.depth or 0
     # Integers and Decimal throughout: a depth may have hundreds of digits.
     whole, _ = divmod(depth - offset, per_n)
-    n = (Decimal(depth - offset) / Decimal(per_n)).quantize(Decimal("0.01"))
+    with localcontext() as context:
+        context.prec = len(str(abs(depth))) + 10
+        n = (Decimal(depth - offset) / Decimal(per_n)).quantize(Decimal("0.01"))
     below = max(1, whole)
     candidates = sorted({offset + per_n * below, offset + per_n * (below + 1)})
     nearest = ", ".join(str(c) for c in candidates if c != depth)
