@@ -61,6 +61,8 @@ KNOWN = [
     ("OverflowError", "budget.py", "huge_filters_overflow"),
     ("OverflowError", "expand.py", "huge_filters_overflow"),
     ("TypeError", "expand.py", "pool_padding_null"),
+    ("ValueError", "budget.py", "huge_filters_str_digits"),
+    ("ValueError", "depth.py", "huge_depth_str_digits"),
 ]
 
 STATS: Counter[str] = Counter()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .diagnostics import Diagnostic, KeyPath
+from .diagnostics import Diagnostic, KeyPath, show_int
 from .spec import ConvLayer, DenseLayer, ResNetSpec
 
 MAX_BLOCKS = 20_000
@@ -20,13 +20,8 @@ MAX_NODES = 500_000
 MAX_PARAMS = 4_000_000_000
 
 
-def scientific(value: int) -> str:
-    """3 significant digits for integers of any size (float() overflows past 1e308)."""
-    digits = str(abs(value))
-    if len(digits) <= 4:
-        return str(value)
-    mantissa = f"{digits[0]}.{digits[1:3]}"
-    return f"{'-' if value < 0 else ''}{mantissa}e+{len(digits) - 1:02d}"
+def _rough(value: int) -> str:
+    return show_int(value, exact_digits=4)  # an estimate: three significant digits say enough
 
 
 @dataclass(frozen=True)
@@ -43,8 +38,8 @@ class Estimate:
     def describe(self) -> str:
         gib = self.params * 4 // 2**30
         return (
-            f"{self.blocks:,} blocks, about {scientific(self.nodes)} graph nodes and roughly "
-            f"{scientific(self.params)} parameters (about {scientific(gib)} GiB of float32 weights)"
+            f"{show_int(self.blocks)} blocks, about {_rough(self.nodes)} graph nodes and roughly "
+            f"{_rough(self.params)} parameters (about {_rough(gib)} GiB of float32 weights)"
         )
 
 
@@ -84,6 +79,24 @@ def check(spec: ResNetSpec, counts: tuple[int, ...]) -> list[Diagnostic]:
     ]
 
 
+def check_exact(params: int, nodes: int) -> list[Diagnostic]:
+    """After shape analysis the counts are exact (the graph holds shapes, not weights): the
+    estimate is an upper bound of the usual kind, and this catches any gap in it before a backend
+    allocates anything."""
+    if params <= MAX_PARAMS and nodes <= MAX_NODES:
+        return []
+    return [
+        Diagnostic(
+            "RS207",
+            f"the network would have {show_int(nodes)} graph nodes and {show_int(params)} parameters "
+            f"(about {show_int(params * 4 // 2**30)} GiB of float32 weights); limits are "
+            f"{MAX_NODES:,} nodes and {MAX_PARAMS:.0e} parameters",
+            hint="check `depth`, `blocks`, `filters` and the width settings: nothing was allocated",
+            key_path=("stages",),
+        )
+    ]
+
+
 def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
     """(parameters, nodes, output channels) of one block, an over-estimate of the usual kind."""
     kinds = {stage.block, stage.first_block or stage.block}
@@ -94,7 +107,7 @@ def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
     inner = width
     if stage.width_per_group is not None:
         inner = int(stage.groups * stage.width_per_group * multiplier)
-    elif "bottleneck" in stage.block:
+    elif any("bottleneck" in kind for kind in kinds):
         inner = max(1, int(stage.filters / Fraction(stage.bottleneck_ratio) * multiplier))
     groups = max(stage.groups, 1)
     params = 2 * inner * max(width, channels) + 9 * inner * inner // groups + 18 * width * max(width, channels)

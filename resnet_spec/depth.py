@@ -10,10 +10,10 @@ layers and is still "34"). With three stages of n basic blocks and a one-conv st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal
 
 from . import budget
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, digit_count, show_int
 from .spec import ConvLayer, ResNetSpec, Stage
 
 BLOCK_DEPTH = {"basic": 2, "preact_basic": 2, "bottleneck": 3, "preact_bottleneck": 3}
@@ -78,19 +78,20 @@ def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
     depth = spec.depth or 0
     # Integers and Decimal throughout: a depth may have hundreds of digits.
     whole, _ = divmod(depth - offset, per_n)
-    with localcontext() as context:
-        context.prec = len(str(abs(depth))) + 10
-        n = (Decimal(depth - offset) / Decimal(per_n)).quantize(Decimal("0.01"))
+    if digit_count(depth) <= 15:
+        n = str((Decimal(depth - offset) / Decimal(per_n)).quantize(Decimal("0.01")))
+    else:
+        n = f"about {show_int(whole)}"
     below = max(1, whole)
     candidates = sorted({offset + per_n * below, offset + per_n * (below + 1)})
-    nearest = ", ".join(str(c) for c in candidates if c != depth)
+    nearest = ", ".join(show_int(c) for c in candidates if c != depth)
     hint = f"depth must be {per_n}n + {offset} for a whole n >= 1, or give every stage an explicit `blocks`"
     size = budget.estimate(spec, tuple(below if s.blocks is None else s.blocks for s in spec.stages))
     if size.too_large:
         hint += f"; even the nearest valid depth would give {size.describe()}, beyond the limits"
     return Diagnostic(
         "RS205",
-        f"depth {depth} gives n = {n} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
+        f"depth {show_int(depth)} gives n = {n} (depth = {per_n}n + {offset}); nearest valid depths: {nearest}",
         hint=hint,
         key_path=("depth",),
     )
@@ -101,7 +102,7 @@ def _mismatch(spec: ResNetSpec, actual: int, counts: tuple[int, ...]) -> Diagnos
     blocks = actual - stem - 1
     return Diagnostic(
         "RS205",
-        f"declared depth {spec.depth} does not match the structure: {stem} stem conv(s) + {blocks} block "
+        f"declared depth {show_int(spec.depth or 0)} does not match the structure: {stem} stem conv(s) + {blocks} block "
         f"layers (blocks per stage {list(counts)}) + 1 classifier = {actual}",
         hint=f"write `depth: {actual}`, remove `depth`, or change the block counts",
         key_path=("depth",),

@@ -18,6 +18,31 @@ from enum import Enum
 KeyPath = tuple[str | int, ...]
 
 
+def digit_count(value: int) -> int:
+    """Decimal digits of an integer of any size, without ``str()`` (refused past 4,300 digits)."""
+    value = abs(value)
+    if value < 10:
+        return 1
+    exponent = int((value.bit_length() - 1) * 0.30102999566398120)  # never above log10(value)
+    while 10 ** (exponent + 1) <= value:
+        exponent += 1
+    return exponent + 1
+
+
+def show_int(value: int, exact_digits: int = 15) -> str:
+    """An integer for a message: exact with separators up to ``exact_digits``, else ``1.23e+4299``.
+
+    User files may hold integers of thousands of digits (YAML has no limit), and Python refuses to
+    turn integers past 4,300 digits into text, so every user-derived integer goes through here.
+    """
+    digits = digit_count(value)
+    if digits <= exact_digits:
+        return f"{value:,}"
+    leading = abs(value) // 10 ** (digits - 3)
+    sign = "-" if value < 0 else ""
+    return f"{sign}{leading // 100}.{leading % 100:02d}e+{digits - 1:02d}"
+
+
 class Severity(str, Enum):
     ERROR = "error"
     WARNING = "warning"

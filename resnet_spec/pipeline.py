@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from . import loader, schema_check, shapes, training_check
+from . import budget, loader, schema_check, shapes, training_check
 from .canonical import architecture_hash, canonical_form
 from .diagnostics import Diagnostic, Report, SpecError
 from .expand import expand
@@ -117,8 +117,11 @@ def validate(source: Source, *, overrides: Sequence[str] = (), filename: str | N
     if graph is None or training_problems:
         return Result(_located(doc, training_problems + problems), doc, spec)
     analysis = shapes.analyze(graph)
-    if analysis.diagnostics:
-        return Result(_located(doc, analysis.diagnostics), doc, spec)
+    problems = analysis.diagnostics or budget.check_exact(
+        analysis.params_trainable + analysis.params_non_trainable, len(analysis.graph)
+    )
+    if problems:
+        return Result(_located(doc, problems), doc, spec)
     arch = Architecture(spec, analysis.graph, analysis, doc.source)
     return Result(Report([]), doc, spec, arch)
 

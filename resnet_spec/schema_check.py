@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .diagnostics import Diagnostic, KeyPath
+from .diagnostics import Diagnostic, KeyPath, digit_count, show_int
 from .spec import ResNetSpec
 
 _TYPE_ERRORS = {
@@ -206,6 +206,8 @@ def _value_at(data: Any, path: KeyPath) -> Any:
 def _show(value: Any) -> str:
     if isinstance(value, str) and len(value) > 60:
         return f"a string of {len(value):,} characters"
+    if isinstance(value, int) and not isinstance(value, bool) and digit_count(value) > 15:
+        return f"an integer of {digit_count(value):,} digits ({show_int(value)})"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

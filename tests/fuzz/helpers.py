@@ -50,6 +50,14 @@ def validate_ok(spec: dict[str, Any]) -> Architecture:
     return result.architecture
 
 
+def check_budget(arch: Architecture) -> None:
+    """An accepted spec stays within the size budget, counted exactly (not estimated)."""
+    from resnet_spec import budget
+
+    assert arch.params_trainable + arch.params_non_trainable <= budget.MAX_PARAMS, "accepted beyond the parameter budget"
+    assert len(arch.graph) <= budget.MAX_NODES, "accepted beyond the node budget"
+
+
 def check_against_oracle(spec: dict[str, Any], arch: Architecture) -> None:
     """The graph's shapes agree with the independent oracle, stage by stage."""
     prediction = oracle.predict(spec)

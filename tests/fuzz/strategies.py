@@ -603,7 +603,11 @@ def _typo(draw: st.DrawFn, word: str) -> str:
 def extreme_numbers() -> st.SearchStrategy[Any]:
     huge = [10**9, 10**12, 2**31, 2**63, 10**30, -(10**12)]
     if not is_open("huge_filters_overflow") and not is_open("huge_depth_overflow"):
-        huge += [10**400, 10**4000]
+        huge += [10**400]
+    if not any(is_open(r) for r in ("huge_filters_str_digits", "huge_depth_str_digits")):
+        huge += [10**4000]
+    if not is_open("huge_int_mapping"):
+        huge += [10**5000]
     return st.sampled_from(
         [0, -1, -3, 1, 2**31 - 1, *huge, 1e-300, 1e300, float("inf"), float("-inf"), float("nan"), 0.5, -0.0]
     )
@@ -618,7 +622,7 @@ WRONG_TYPES = st.one_of(
 STRUCTURAL = [
     "delete", "typo_key", "wrong_type", "extreme", "unknown_key", "drop_item", "duplicate_item",
     "stride_breaks_add", "zero_pad_shrinks", "valid_padding", "unknown_kind", "depth", "swap_type",
-    "null_value", "swap_values",
+    "null_value", "swap_values", "inflate",
 ]  # fmt: skip
 
 
@@ -739,6 +743,33 @@ def _apply(draw: st.DrawFn, op: str, doc: dict[str, Any], parent: Any, key: Any,
             raise _Skip
         stage["defaults"]["padding"] = draw(st.sampled_from(["valid", 0, 2, [0, 0, 1, 1], [3, 0, 0, 0]]))
         return f"stages.{i}.defaults.padding = {stage['defaults']['padding']}"
+    if op == "inflate":  # aim at the size budget's boundary, where an estimate can be wrong
+        what = draw(st.sampled_from(["filters", "ratio", "per_group", "first_bottleneck", "units", "custom"]))
+        big = 2 ** draw(st.integers(10, 17))
+        if what == "filters":
+            stage["filters"] = big
+        elif what == "ratio":
+            stage["bottleneck_ratio"] = draw(st.sampled_from([1 / 64, 0.125, 0.5]))
+            stage["filters"] = big
+        elif what == "per_group":
+            stage["groups"], stage["width_per_group"] = draw(st.sampled_from([(64, big), (big, 64), (1, big)]))
+        elif what == "first_bottleneck":
+            stage["first_block"] = draw(st.sampled_from(["bottleneck", "preact_bottleneck"]))
+            stage["bottleneck_ratio"] = 1 / 64
+            stage["filters"] = big // 8
+        elif what == "units":
+            head = doc.setdefault("head", {}) if isinstance(doc.get("head", {}), dict) else {}
+            head["layers"] = [{"type": "flatten"}, {"type": "dense", "units": big}]
+        else:
+            blocks = doc.get("blocks")
+            if not isinstance(blocks, dict) or not blocks:
+                raise _Skip
+            name = draw(st.sampled_from(sorted(blocks)))
+            layers = blocks[name].get("layers") if isinstance(blocks[name], dict) else None
+            if not isinstance(layers, list):
+                raise _Skip
+            layers.append({"type": "conv", "filters": big, "kernel_size": draw(st.sampled_from([1, 3, 7, 64]))})
+        return f"inflate {what} of stages.{i} ({big})"
     if op == "unknown_kind":
         kind = stage.get("block", "basic")
         stage["block"] = _typo(draw, kind if isinstance(kind, str) else "basic")

@@ -57,6 +57,10 @@ def _validate_both_ways(doc: dict[str, Any]) -> resnet_spec.Result:
     return result
 
 
+def _bottleneck_first_block(spec: Any) -> bool:
+    return any("bottleneck" in (s.first_block or "") and "bottleneck" not in s.block for s in spec.stages)
+
+
 @settings(max_examples=examples("mutation"))
 @given(st.data())
 def test_mutated_specs_give_diagnostics_not_exceptions(data: st.DataObject) -> None:
@@ -67,6 +71,8 @@ def test_mutated_specs_give_diagnostics_not_exceptions(data: st.DataObject) -> N
     if result.ok:
         arch = result.architecture
         assert arch is not None and arch.params_trainable >= 0 and arch.output_shape == (arch.spec.classes,)
+        if not (is_open("budget_first_block_bottleneck") and _bottleneck_first_block(arch.spec)):
+            helpers.check_budget(arch)
 
 
 @pytest.mark.torch

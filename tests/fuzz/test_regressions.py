@@ -10,6 +10,7 @@ Each file is a spec with a comment header::
     # open: why it still fails and the proposed fix                         (optional)
     # replay: mapping    validate the parsed document as a mapping (the Python API) (optional)
     # nest: KEY N        first replace the top-level KEY by a list nested N deep  (optional)
+    # big: KEY N         first set the top-level KEY to the integer 10**N         (optional)
     # hostile: ...       too slow to replay here; tests/test_hostile_files.py runs it under a time limit
 
 JSON specs (``NAME.json``) keep the same header in ``NAME.json.header``.
@@ -78,6 +79,9 @@ def test_regression(path: Path, fields: dict[str, list[str]]) -> None:
             for _ in range(int(depth)):
                 value = [value]
             data[key] = value
+        for big in fields.get("big", []):
+            key, digits = big.split()
+            data[key] = 10 ** int(digits)
         result = resnet_spec.validate(data)
     else:
         result = resnet_spec.validate(path)  # a path: the file is read as the CLI reads it
