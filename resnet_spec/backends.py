@@ -142,7 +142,7 @@ def _installed(module: str) -> bool:
 
 def backend_for_file(path: Path) -> str:
     """Guess the backend of a saved model from its suffix."""
-    for name, info in available().items():
+    for name in available():
         try:
             backend = get_backend(name)
         except BackendError:
