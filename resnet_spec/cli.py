@@ -278,7 +278,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .backends import BackendError
-    from .training.commands import TrainingError, print_evaluation, train
+    from .training.commands import TrainingError, is_leader, print_evaluation, train
     from .training.data import DataError
 
     result = _validated(args.file, args.overrides)
@@ -298,6 +298,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (TrainingError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if not is_leader():  # another torchrun rank: rank 0 reports
+        return EXIT_OK
     print_evaluation(evaluation, [])
     print(f"run directory: {args.out} (curves.png, metrics.csv, checkpoint/, TensorBoard events)")
     return EXIT_OK

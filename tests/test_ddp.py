@@ -106,22 +106,28 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun`` with two CPU processes on loopback; fails the test when it fails."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun is not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    command = [torchrun, "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               *args]  # fmt: skip
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ddp")
     (folder / "plain.json").write_text(json.dumps(PLAIN))
     (folder / "norms.json").write_text(json.dumps(NORMS))
     script = folder / "ddp_script.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}  # fmt: skip
-    command = [torchrun, "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-               str(script), str(Path(__file__).resolve().parent), str(folder)]  # fmt: skip
-    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    _torchrun(str(script), str(Path(__file__).resolve().parent), str(folder))
     return folder
 
 
@@ -161,6 +167,24 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(ddp_run: Path, t
         torch.testing.assert_close(distributed[key], value, rtol=1e-5, atol=1e-5, msg=key)
         moved = max(moved, float((value - _initial(start, key)).abs().max()))
     assert moved > 1e-3  # the runs trained: equality is not that of two untouched networks
+
+
+def test_the_train_command_under_torchrun(ddp_run: Path, tmp_path: Path) -> None:
+    """``torchrun -m resnet_spec.cli train``: rank 0 alone writes the run directory (one metrics
+    row, one event file), and the weights equal the Python API's DDP run's."""
+    spec, out = tmp_path / "plain.json", tmp_path / "run"
+    spec.write_text(json.dumps(PLAIN))
+    done = _torchrun("-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data", "digits", "--out",
+                     str(out), "--no-progress", "--set", "training.tensorboard=true")  # fmt: skip
+    assert done.stdout.count("test accuracy:") == 1  # printed by rank 0 only
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events.")) == [
+        "checkpoint", "curves.png", "metrics.csv", "metrics.jsonl", "result.json", "run.json", "spec.yaml"]
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # 5 steps: one (short) epoch
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["world_size"] == 2
+    saved = _state(out / "checkpoint" / "training.pt")["model"]
+    for key, value in _state(ddp_run / "plain-rank0.pt").items():
+        assert torch.equal(saved[key], value), key
 
 
 def _initial(job: TrainingJob, key: str) -> Any:

@@ -13,7 +13,7 @@ import pytest
 
 import resnet_spec
 from resnet_spec.spec import Augmentation, Preprocessing
-from resnet_spec.training import batches, data, schedule
+from resnet_spec.training import batches, data, events, schedule
 from resnet_spec.training.augment import augment
 from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.run_dir import RunDir
@@ -172,10 +172,50 @@ def test_run_directory(tmp_path: Path) -> None:
     for epoch in (1, 2):
         run.log_epoch({"epoch": epoch, "step": epoch * 10, "learning_rate": 0.1, "loss": 1.0 / epoch, "accuracy": 0.5,
                        "val_loss": 1.2, "val_accuracy": 0.4, "seconds": 1.0})  # fmt: skip
-    run.close()
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 3
     assert [r["epoch"] for r in run.history()] == [1, 2]
     assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+    (events,) = (tmp_path / "run").glob("events.out.tfevents.*")
+    scalars = read_scalars(events)
+    assert scalars["loss"] == [(10, 1.0), (20, 0.5)]
+    assert scalars["val_accuracy"] == [(10, pytest.approx(0.4)), (20, pytest.approx(0.4))]
     run.truncate_history(1)
     assert [r["epoch"] for r in run.history()] == [1]
+
+
+def read_scalars(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """An event file's scalars by tag, read with tensorboard's own TFRecord reader (which checks
+    every record's CRCs) and protocol buffers, without TensorFlow."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
+
+    reader = pywrap_tensorflow.PyRecordReader_New(str(path))
+    events = []
+    while True:
+        try:
+            reader.GetNext()
+        except errors.OutOfRangeError:
+            break
+        events.append(event_pb2.Event.FromString(reader.record()))
+    assert events[0].file_version == "brain.Event:2"
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for event in events[1:]:
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_event_records_and_crc32c() -> None:
+    assert events.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert events.crc32c(b"") == 0
+    data = events.encode_event(1.5, 2**40, scalars={"loss": 0.25})
+    framed = events.record(data)
+    assert len(framed) == len(data) + 16 and framed[12:-4] == data
+    pytest.importorskip("tensorboard")
+    from tensorboard.compat.proto import event_pb2
+
+    decoded = event_pb2.Event.FromString(data)
+    assert (decoded.wall_time, decoded.step, decoded.summary.value[0].tag) == (1.5, 2**40, "loss")
+    assert decoded.summary.value[0].simple_value == 0.25
+    assert event_pb2.Event.FromString(events.encode_event(0.0, -3)).step == -3

@@ -49,7 +49,7 @@ from resnet_spec.backends import BackendError
 from resnet_spec.spec import Training
 from resnet_spec.training.batches import batch_indices, steps_per_epoch
 from resnet_spec.training.commands import TrainingError
-from resnet_spec.training.job import Evaluation, TrainingJob, confusion_matrix
+from resnet_spec.training.job import Evaluation, TrainingJob, describe_epoch, epoch_row, score
 from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.schedule import learning_rate, total_steps
 from resnet_spec.weights import initial_weights
@@ -316,14 +316,7 @@ class _Run:
         checkpoint.save(target, lambda folder: torch.save(payload, folder / checkpoint.TRAINING), self.state(sums))
 
     def restore(self, folder: Path) -> None:
-        state = checkpoint.read_state(folder)
-        if state.get("hash") != self.job.arch.hash:
-            raise TrainingError(f"{folder}: the checkpoint is of another architecture ({state.get('hash')})")
-        if state.get("steps_per_epoch") != self.steps_per_epoch:
-            raise TrainingError(
-                f"{folder}: the checkpoint has {state.get('steps_per_epoch')} steps per epoch, this run "
-                f"{self.steps_per_epoch} (the data or the batch size changed); resume needs the same ones"
-            )
+        checkpoint.check_resumable(folder, self.job.arch.hash, self.steps_per_epoch)
         payload = torch.load(folder / checkpoint.TRAINING, map_location="cpu", weights_only=True)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -388,19 +381,6 @@ def predict_logits(net: nn.Module, images: np.ndarray, batch: int, device: torch
         for module, training in modes:
             module.training = training
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
-def score(logits: np.ndarray, labels: np.ndarray, classes: int) -> Evaluation:
-    """Accuracy, mean plain cross-entropy (float64 on the host) and the confusion matrix."""
-    labels = np.asarray(labels, np.int64)
-    if len(labels) == 0:
-        return Evaluation(float("nan"), float("nan"), np.zeros((classes, classes), np.int64))
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
-    predictions = logits.argmax(axis=1)
-    return Evaluation(float((predictions == labels).mean()), loss, confusion_matrix(labels, predictions, classes))
 
 
 # ---------------------------------------------------------------------------- train
@@ -478,22 +458,15 @@ def _loop(run: _Run, job: TrainingJob, setup: Setup, target: Path) -> None:
 
 def _end_epoch(run: _Run, job: TrainingJob, setup: Setup, epoch: int, rate: float, seconds: float, bar: Any) -> None:
     average_buffers(run.model, setup)
-    loss_sum, correct, seen = run.global_sums()
+    sums = run.global_sums()
     if not setup.chief:
         return
-    row: dict[str, Any] = {
-        "epoch": epoch + 1, "step": run.step, "learning_rate": rate, "loss": float(loss_sum / max(seen, 1)),
-        "accuracy": float(correct / max(seen, 1)), "val_loss": None, "val_accuracy": None, "seconds": round(seconds, 3),
-    }  # fmt: skip
+    row = epoch_row(epoch + 1, run.step, rate, sums, seconds)
     if run.x_val is not None:
         val = score(run.predict(run.x_val), run.y_val, job.arch.spec.classes)
         row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
     job.run_dir.log_epoch(row)
-    epochs = -(-run.total // run.steps_per_epoch)
-    text = f"epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.2%}"
-    if row["val_loss"] is not None:
-        text += f", val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.2%}"
-    bar.write(f"{text} (lr {rate:.3g}, {seconds:.1f}s)", file=sys.stdout)
+    bar.write(describe_epoch(row, -(-run.total // run.steps_per_epoch)), file=sys.stdout)
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -513,12 +486,7 @@ def evaluate(target: Any, arch: Any, images: np.ndarray, labels: np.ndarray,
         if preprocessor is None:
             raise BackendError(f"{path}: a saved model holds no preprocessor; pass one")
     else:
-        folder = checkpoint.locate(path)
-        if folder is None:
-            raise BackendError(f"{path}: no complete checkpoint there")
-        state = checkpoint.read_state(folder)
-        if state.get("hash") != arch.hash:
-            raise BackendError(f"{folder}: the checkpoint is of architecture {state.get('hash')}, not {arch.hash}")
+        folder, state = checkpoint.for_evaluation(path, arch.hash)
         model = build_module(arch)
         payload = torch.load(folder / checkpoint.TRAINING, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])

@@ -32,8 +32,7 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     training = arch.spec.training
     if training is None:
         raise TrainingError("the spec has no `training` section; add one (see docs/training.md)")
-    # Under torchrun every rank runs this; only rank 0 owns the run directory's bookkeeping.
-    leader = int(os.environ.get("RANK", "0")) == 0
+    leader = is_leader()
     run_dir = RunDir(out, tensorboard=training.tensorboard)
     if leader:
         _check_run_dir(run_dir, arch, backend, resume)
@@ -56,8 +55,12 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
         **result.to_dict(dataset.class_names), "plot": str(run_dir.path / "curves.png"),
         "checkpoint": str(run_dir.checkpoint), "hash": arch.hash,
     })  # fmt: skip
-    run_dir.close()
     return result
+
+
+def is_leader() -> bool:
+    """Under torchrun every rank runs ``train``; only rank 0 owns the run directory and reports."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def evaluate(target: Path, source: str, backend: str | None = None) -> tuple[Evaluation, list[str]]:

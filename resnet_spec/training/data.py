@@ -49,7 +49,7 @@ class Dataset:
         if fraction <= 0:
             return self, self.x_train[:0], self.y_train[:0]
         order = np.random.default_rng([seed, 7919]).permutation(len(self.x_train))
-        held = max(1, int(round(len(order) * fraction)))
+        held = max(1, round(len(order) * fraction))
         keep, val = np.sort(order[held:]), np.sort(order[:held])
         train = Dataset(self.name, self.x_train[keep], self.y_train[keep], self.x_test, self.y_test, self.class_names)
         return train, self.x_train[val], self.y_train[val]
@@ -130,7 +130,7 @@ def _cifar(path: Path) -> Dataset:
         if not file.exists():
             raise DataError(f"{path}: CIFAR file {name} is missing")
         with open(file, "rb") as handle:
-            return pickle.load(handle, encoding="bytes")  # noqa: S301 - CIFAR's own format; local files the user names
+            return pickle.load(handle, encoding="bytes")  # CIFAR's own format; local files the user names
 
     if (path / "data_batch_1").exists():
         parts = [read(f"data_batch_{i}") for i in range(1, 6)]
@@ -160,7 +160,7 @@ def _hdf5(files: list[Path]) -> Dataset:
     for file in files:
         try:
             with h5py.File(file, "r") as h5:
-                arrays.update({key: np.asarray(h5[key]) for key in h5.keys()})
+                arrays.update({key: np.asarray(h5[key]) for key in h5})
         except OSError as exc:
             raise DataError(f"{file}: not a readable HDF5 file ({exc})") from exc
     needed = {"train_set_x", "train_set_y", "test_set_x", "test_set_y"}

@@ -26,8 +26,8 @@ contract, identical in every backend, so that one recipe means one thing:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -83,3 +83,34 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) 
     matrix = np.zeros((classes, classes), np.int64)
     np.add.at(matrix, (labels, predictions), 1)
     return matrix
+
+
+def score(logits: np.ndarray, labels: np.ndarray, classes: int) -> Evaluation:
+    """Accuracy, mean plain cross-entropy (float64 on the host) and the confusion matrix of
+    float logits: one definition, so both backends report the same numbers for the same logits."""
+    labels = np.asarray(labels, np.int64)
+    if len(labels) == 0:
+        return Evaluation(float("nan"), float("nan"), np.zeros((classes, classes), np.int64))
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
+    predictions = logits.argmax(axis=1)
+    return Evaluation(float((predictions == labels).mean()), loss, confusion_matrix(labels, predictions, classes))
+
+
+def epoch_row(epoch: int, step: int, rate: float, sums: Any, seconds: float) -> dict[str, Any]:
+    """The run directory's row for a finished epoch (``epoch`` counts from 1) from its metric
+    sums (loss sum, correct, examples); validation columns are filled in by the caller."""
+    loss_sum, correct, seen = (float(v) for v in sums)
+    return {
+        "epoch": epoch, "step": step, "learning_rate": rate, "loss": loss_sum / max(seen, 1.0),
+        "accuracy": correct / max(seen, 1.0), "val_loss": None, "val_accuracy": None, "seconds": round(seconds, 3),
+    }  # fmt: skip
+
+
+def describe_epoch(row: dict[str, Any], epochs: int) -> str:
+    text = f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.4f}, accuracy {row['accuracy']:.2%}"
+    if row["val_loss"] is not None:
+        text += f", val_loss {row['val_loss']:.4f}, val_accuracy {row['val_accuracy']:.2%}"
+    return f"{text} (lr {row['learning_rate']:.3g}, {row['seconds']:.1f}s)"

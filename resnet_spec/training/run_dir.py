@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..atomic import atomic_path
+from .events import EventWriter
 
 COLUMNS = ["epoch", "step", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 
@@ -30,7 +30,7 @@ COLUMNS = ["epoch", "step", "learning_rate", "loss", "accuracy", "val_loss", "va
 class RunDir:
     path: Path
     tensorboard: bool = True
-    _writer: Any = field(default=None, init=False, repr=False)
+    _writer: EventWriter | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -72,19 +72,10 @@ class RunDir:
             writer.writerows(rows)
 
     def _scalars(self, row: dict[str, Any]) -> None:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
         if self._writer is None:
-            self._writer = EventFileWriter(str(self.path))
-        values = [
-            summary_pb2.Summary.Value(tag=key, simple_value=float(row[key]))
-            for key in COLUMNS[2:-1]
-            if row.get(key) is not None
-        ]
-        event = event_pb2.Event(wall_time=time.time(), step=int(row["step"]), summary=summary_pb2.Summary(value=values))
-        self._writer.add_event(event)
-        self._writer.flush()
+            self._writer = EventWriter(self.path)
+        values = {key: float(row[key]) for key in COLUMNS[2:-1] if row.get(key) is not None}
+        self._writer.scalars(int(row["step"]), values)
 
     def plot(self) -> Path:
         import matplotlib
@@ -113,7 +104,3 @@ class RunDir:
     def write_result(self, result: dict[str, Any]) -> None:
         with atomic_path(self.path / "result.json") as tmp:
             tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
