@@ -33,8 +33,14 @@ class _Resolver(yaml.resolver.Resolver):
     string: specs write learning rates and epsilons that way, and YAML 1.2 and JSON read them as floats."""
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper with the same resolution, so that it quotes the strings this loader would read as
+    numbers (`name: "1e5"`); plain SafeDumper, following YAML 1.1, would write them bare."""
+
+
 _EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-_Resolver.add_implicit_resolver(_T + "float", _EXPONENT, list("-+0123456789"))
+for _cls in (_Resolver, _Dumper):
+    _cls.add_implicit_resolver(_T + "float", _EXPONENT, list("-+0123456789"))
 _RESOLVER = _Resolver()
 _SAFE = yaml.constructor.SafeConstructor()
 _STR, _MERGE = _T + "str", _T + "merge"
@@ -324,6 +330,11 @@ class _Builder:
         self._deliver(_copy(value), height, mark)  # a fresh copy: overrides must not leak into the anchor
 
 
+def dump_yaml(data: Any) -> str:
+    """YAML text that :func:`load_text` reads back as ``data`` (plain data: what it loads)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
 def _short(tag: str) -> str:
     return "!!" + tag[len(_T):] if tag.startswith(_T) else tag
 
@@ -367,7 +378,11 @@ def _load_json(text: str, builder: _Builder) -> Any:
         return _NOTHING
     except RecursionError:  # the event pass below says where the nesting gets too deep
         data = _NOTHING
-    builder.run(text)
+    # libyaml refuses a tab where YAML expects indentation (a tab before the opening `{`, say). In
+    # JSON that json.loads accepted, a tab can only be whitespace between tokens (strings cannot
+    # hold a raw tab), so a space in its place reads the same, and every position stays where it
+    # was: a tab is one column, as in json's own error positions.
+    builder.run(text.replace("\t", " "))
     if data is _NOTHING and not builder.diagnostics:
         builder.diagnostics.append(Diagnostic("RS008", "the JSON nests too deeply to read", file=builder.file))
     if any(d.code == "RS003" for d in builder.diagnostics):  # valid JSON that YAML cannot read: no positions

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -45,16 +46,38 @@ def check(data: Any) -> tuple[ResNetSpec | None, list[Diagnostic]]:
     try:
         return ResNetSpec.model_validate(data, strict=True), []
     except ValidationError as exc:
-        return None, translate([dict(e) for e in exc.errors(include_url=False)], data)
+        # Without the inputs: messages take the value from the document, and a flood of errors
+        # (one per unknown key) would otherwise hold a reference and a copy per error.
+        errors = exc.errors(include_url=False, include_input=False)
+        return None, translate(cast(list[dict[str, Any]], errors), data)
+
+
+# Diagnostics per document. A hostile file can hold a problem per line (80,000 unknown keys in
+# 0.9 MB); listing them all costs seconds and hundreds of MB, and nobody reads past the first few.
+MAX_DIAGNOSTICS = 100
 
 
 def translate(errors: Iterable[dict[str, Any]], data: Any) -> list[Diagnostic]:
-    """One diagnostic per document place: union members failing at the same place are merged."""
+    """One diagnostic per document place: union members failing at the same place are merged.
+    Past :data:`MAX_DIAGNOSTICS` places, one RS110 says how many more there are."""
     by_path: dict[KeyPath, list[dict[str, Any]]] = {}
     for error in errors:
         by_path.setdefault(data_path(error["loc"], data), []).append(error)
-    found = [_diagnose(path, errs, data) for path, errs in by_path.items()]
-    return _drop_missing_explained_by_typo(found)
+    places = list(by_path.items())
+    hints = _KeyHints(data)
+    found = [_diagnose(path, errs, data, hints) for path, errs in places[:MAX_DIAGNOSTICS]]
+    found = _drop_missing_explained_by_typo(found)
+    if len(places) > MAX_DIAGNOSTICS:
+        found.append(_more_problems(places[MAX_DIAGNOSTICS][0], len(places) - MAX_DIAGNOSTICS))
+    return found
+
+
+def _more_problems(first: KeyPath, count: int) -> Diagnostic:
+    """Stands for the places not listed; it points at the first of them."""
+    return Diagnostic(
+        "RS110", f"and {show_int(count)} more problems (only the first {MAX_DIAGNOSTICS} are listed)",
+        hint="fix these and validate again", key_path=first,
+    )  # fmt: skip
 
 
 def _drop_missing_explained_by_typo(found: list[Diagnostic]) -> list[Diagnostic]:
@@ -71,20 +94,19 @@ def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:
     ``'literal[...]'``) that are not keys of the data. A missing key stays as the last element."""
     path: list[str | int] = []
     node = data
-    parts = list(loc)
-    for i, part in enumerate(parts):
-        if _has(node, part):
+    parts = tuple(loc)
+    last = len(parts) - 1
+    for i, part in enumerate(parts):  # a hot loop (one pass per error), hence inline tests
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+                path.append(part)
+            elif i == last and isinstance(part, str) and not _is_label(part):
+                path.append(part)  # a missing key
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
             path.append(part)
-        elif isinstance(node, dict) and i == len(parts) - 1 and isinstance(part, str) and not _is_label(part):
-            path.append(part)  # a missing key
     return tuple(path)
-
-
-def _has(node: Any, part: str | int) -> bool:
-    if isinstance(node, dict):
-        return part in node
-    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _is_label(part: str) -> bool:
@@ -93,12 +115,12 @@ def _is_label(part: str) -> bool:
     }  # fmt: skip
 
 
-def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any) -> Diagnostic:
+def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _KeyHints) -> Diagnostic:
     kinds = {e["type"] for e in errors}
     received = _value_at(data, path)
     where = ".".join(map(str, path)) or "the top level"
     if "extra_forbidden" in kinds:
-        return _unknown_key(path, data)
+        return Diagnostic("RS101", f"unknown key `{path[-1]}`", hint=hints.hint(path[:-1], str(path[-1])), key_path=path)
     if "missing" in kinds:
         return Diagnostic("RS102", f"missing required key `{path[-1]}`", hint=_missing_hint(path), key_path=path)
     if path == ("version",):
@@ -130,12 +152,24 @@ def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any) -> Diagnos
     )
 
 
-def _unknown_key(path: KeyPath, data: Any) -> Diagnostic:
-    key = str(path[-1])
-    allowed = allowed_keys(path[:-1], data)
-    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"did you mean `{match[0]}`?" if match else (_choices_hint(allowed) if allowed else None)
-    return Diagnostic("RS101", f"unknown key `{key}`", hint=hint, key_path=path)
+class _KeyHints:
+    """"Did you mean" for the unknown keys of one document. The allowed keys of a parent (a walk
+    through the JSON Schema) and the difflib search for a key are each done once per document,
+    since a document may repeat the same unknown key in many places (every stage, say)."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        self._allowed: dict[KeyPath, list[str]] = {}
+        self._hints: dict[tuple[KeyPath, str], str | None] = {}
+
+    def hint(self, parent: KeyPath, key: str) -> str | None:
+        if (parent, key) not in self._hints:
+            if parent not in self._allowed:
+                self._allowed[parent] = allowed_keys(parent, self.data)
+            allowed = self._allowed[parent]
+            match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            self._hints[parent, key] = f"did you mean `{match[0]}`?" if match else (_choices_hint(allowed) if allowed else None)
+        return self._hints[parent, key]
 
 
 def _unknown_value(path: KeyPath, value: str, options: list[str], key_path_suffix: str | None = None) -> Diagnostic:
@@ -208,8 +242,25 @@ def _show(value: Any) -> str:
         return f"a string of {len(value):,} characters"
     if isinstance(value, int) and not isinstance(value, bool) and digit_count(value) > 15:
         return f"an integer of {digit_count(value):,} digits ({show_int(value)})"
-    text = repr(value)
+    text = _BRIEF.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _BriefRepr(reprlib.Repr):
+    """repr() for messages, bounded in work as well as in length. A mapping handed to the API (a
+    saved model's stored spec) may hold containers nested thousands deep, lists that share their
+    items (a few kB of pickle memo references make 2^60 paths), or integers past the 4,300 digits
+    that Python's repr refuses; plain repr() would recurse, run for ever, or raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxstring, self.maxother = 3, 8, 8, 4, 40, 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        return show_int(x) if digit_count(x) > 15 else repr(x)
+
+
+_BRIEF = _BriefRepr()
 
 
 def _type_name(value: Any) -> str:

@@ -101,3 +101,19 @@ def test_unbounded_stream_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
     assert [d.code for d in result.diagnostics] == ["RS006"]
     thread.join(timeout=10)
     assert sum(written) < 50_000_000, "the loader kept reading past its limit"
+
+
+def test_a_flood_of_problems_is_summarised() -> None:
+    """Past schema_check.MAX_DIAGNOSTICS places, one RS110 stands for the rest, at the first of them."""
+    from resnet_spec.schema_check import MAX_DIAGNOSTICS
+
+    keys = b"".join(b"k%d: 1\n" % i for i in range(MAX_DIAGNOSTICS + 50))
+    result = resnet_spec.validate(H.HEADER + H.STAGE + b"verison: 1\n" + keys, filename="flood.yaml")
+    codes = [d.code for d in result.diagnostics]
+    assert codes.count("RS110") == 1 and len(codes) == MAX_DIAGNOSTICS + 1, codes
+    more = result.diagnostics[-1]
+    assert more.code == "RS110" and "51 more problems" in more.message
+    # `verison` and k0...k98 are listed; k99 (line 7 + 99) is the first one left out
+    assert more.key_path == (f"k{MAX_DIAGNOSTICS - 1}",) and more.line == 7 + MAX_DIAGNOSTICS - 1
+    first = result.diagnostics[0]
+    assert first.key_path == ("verison",) and first.hint == "did you mean `version`?"

@@ -150,6 +150,19 @@ def test_json_values_and_positions() -> None:
     assert src.value_positions[("stages", 0, "lr")] == (4, 23)
 
 
+def test_json_tabs_where_yaml_wants_indentation_keep_positions() -> None:
+    """libyaml refuses a tab before the opening brace or before a closing one at the start of a
+    line; JSON allows tabs anywhere between tokens, and the positions stay exact."""
+    text = '\t{"depth": 20,\n\t"stages": [\n\t\t{"blocks": 3}\n\t],\n"x": "a\\tb"\n\t}\n'
+    doc = load_text(text, fmt="json")
+    assert doc.ok and doc.data == json.loads(text) and doc.data["x"] == "a\tb"  # an escaped tab stays a tab
+    src = doc.source
+    assert src.key_positions[("depth",)] == (1, 3)
+    assert src.key_positions[("stages",)] == (2, 2)
+    assert src.value_positions[("stages", 0, "blocks")] == (3, 14)
+    assert src.key_positions[("x",)] == (5, 1)
+
+
 def test_json_duplicate_keys() -> None:
     diag = only(load_text('{"a": {"x": 1,\n "x": 2}}', fmt="json"), "RS005")
     assert diag.key_path == ("a", "x") and (diag.line, diag.column) == (2, 2) and "line 1" in diag.message

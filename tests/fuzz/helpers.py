@@ -11,6 +11,7 @@ import numpy as np
 
 import resnet_spec
 from resnet_spec.diagnostics import CODES, Diagnostic, Severity
+from resnet_spec.loader import dump_yaml
 from resnet_spec.pipeline import Architecture
 
 from . import oracle
@@ -54,7 +55,9 @@ def check_budget(arch: Architecture) -> None:
     """An accepted spec stays within the size budget, counted exactly (not estimated)."""
     from resnet_spec import budget
 
-    assert arch.params_trainable + arch.params_non_trainable <= budget.MAX_PARAMS, "accepted beyond the parameter budget"
+    assert arch.params_trainable + arch.params_non_trainable <= budget.MAX_PARAMS, (
+        "accepted beyond the parameter budget"
+    )
     assert len(arch.graph) <= budget.MAX_NODES, "accepted beyond the node budget"
 
 
@@ -73,11 +76,10 @@ def check_against_oracle(spec: dict[str, Any], arch: Architecture) -> None:
         assert arch.shape_of(last_of_stage[index]) == expected, (index, last_of_stage[index], expected)
     assert head_input is not None and arch.shape_of(head_input) == prediction.body
     assert arch.params_trainable > 0 and arch.params_non_trainable >= 0
-    # The same spec as YAML text validates to the same architecture (and every diagnostic has a line).
-    import yaml
-
-    text = yaml.safe_dump(spec, sort_keys=False)
-    again = resnet_spec.validate(text)
+    # The same spec as YAML text validates to the same architecture. The text comes from the
+    # loader's own dumper: yaml.safe_dump writes strings such as '1e5' bare, which the loader
+    # reads as numbers (regression run_dir_exponent_name).
+    again = resnet_spec.validate(dump_yaml(spec))
     assert again.ok and again.architecture is not None and again.architecture.hash == arch.hash
 
 

@@ -9,8 +9,9 @@ Each file is a spec with a comment header::
     # forbid: text that no diagnostic's message may contain                 (optional, repeatable)
     # open: why it still fails and the proposed fix                         (optional)
     # replay: mapping    validate the parsed document as a mapping (the Python API) (optional)
-    # nest: KEY N        first replace the top-level KEY by a list nested N deep  (optional)
+    # replay: run-dir    validate the spec.yaml that a training run directory writes for it (optional)
     # big: KEY N         first set the top-level KEY to the integer 10**N         (optional)
+    # nest: KEY N        then wrap the top-level KEY's value in N lists: [[[value]]]  (optional)
     # hostile: ...       too slow to replay here; tests/test_hostile_files.py runs it under a time limit
 
 JSON specs (``NAME.json``) keep the same header in ``NAME.json.header``.
@@ -67,21 +68,25 @@ def test_every_regression_has_a_header() -> None:
 
 
 @pytest.mark.parametrize(("path", "fields"), _cases())
-def test_regression(path: Path, fields: dict[str, list[str]]) -> None:
+def test_regression(path: Path, fields: dict[str, list[str]], tmp_path: Path) -> None:
     if "hostile" in fields:
         pytest.skip(f"replayed by tests/test_hostile_files.py: {fields['hostile'][0]}")
-    as_mapping = fields.get("replay", [""])[0] == "mapping"
-    if as_mapping:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for nest in fields.get("nest", []):
-            key, depth = nest.split()
-            value: object = 1
-            for _ in range(int(depth)):
-                value = [value]
-            data[key] = value
+    replay = fields.get("replay", [""])[0]
+    as_mapping = replay == "mapping"
+    if replay == "run-dir":  # what `train` writes and `resume` / `evaluate` read back
+        from resnet_spec.training.run_dir import RunDir
+
+        RunDir(tmp_path, tensorboard=False).write_spec(yaml.safe_load(path.read_text(encoding="utf-8")))
+        result = resnet_spec.validate(tmp_path / "spec.yaml")
+    elif as_mapping:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # aliases become shared references
         for big in fields.get("big", []):
             key, digits = big.split()
             data[key] = 10 ** int(digits)
+        for nest in fields.get("nest", []):
+            key, depth = nest.split()
+            for _ in range(int(depth)):
+                data[key] = [data[key]]
         result = resnet_spec.validate(data)
     else:
         result = resnet_spec.validate(path)  # a path: the file is read as the CLI reads it
