@@ -3,9 +3,11 @@
 Each case of benchmarks/bench_hostile.py (alias bombs, deep nesting, oversized and sparse
 files, huge numbers, non-UTF-8 bytes, YAML tags that would construct Python objects) is
 validated by path in a fresh subprocess under a 4 GiB address-space limit; the test asserts the
-expected diagnostic code, that the validation took under MAX_SECONDS and grew the peak RSS by
-under MAX_RSS_MIB. These bounds are generous on purpose (they check boundedness, not speed);
-the measured numbers are in docs/threat-model.md.
+expected diagnostic code, that the validation took under MAX_SECONDS of CPU time and grew the
+peak RSS by under MAX_RSS_MIB. These bounds are generous on purpose (they check boundedness, not
+speed); CPU time rather than wall time, because CI machines are shared and a busy one stretches
+the wall time several-fold (TIMEOUT, in wall time, catches what never finishes). The measured
+numbers are in docs/threat-model.md.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ H = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 sys.modules["bench_hostile"] = H
 _spec.loader.exec_module(H)  # type: ignore[union-attr]
 
-MAX_SECONDS = 3.0
+MAX_SECONDS = 3.0  # CPU time
 MAX_RSS_MIB = 200.0
-TIMEOUT = 10.0  # a case still running then is "not refused quickly" (the node bomb needs ~60 s)
+TIMEOUT = 15.0  # wall time: a case still running then is "not refused quickly"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_AS and ru_maxrss are POSIX")
 
@@ -47,7 +49,9 @@ def test_hostile_file_is_refused_quickly_with_bounded_memory(case, tmp_path: Pat
     for word in case.mention:
         assert word in row["message"], f"{case.name}: the message does not mention {word!r}: {row['message']}"
     assert row["line"] is None or row["line"] >= 1
-    assert row["seconds"] < MAX_SECONDS, f"{case.name}: {row['seconds']:.2f} s"
+    assert row["cpu_seconds"] < MAX_SECONDS, (
+        f"{case.name}: {row['cpu_seconds']:.2f} s of CPU ({row['seconds']:.2f} s wall)"
+    )
     assert row["rss_mib"] < MAX_RSS_MIB, f"{case.name}: peak RSS grew by {row['rss_mib']:.0f} MiB"
     if case.side_effect:
         assert row["side_effect"] is False, f"{case.name}: the tag ran code ({case.side_effect} exists)"
