@@ -35,6 +35,8 @@ from typing import Any
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from resnet_spec.diagnostics import show_int
+
 from . import oracle
 
 REGRESSIONS = Path(__file__).resolve().parents[1] / "regressions"
@@ -600,6 +602,13 @@ def _typo(draw: st.DrawFn, word: str) -> str:
     return word[:i] + draw(st.sampled_from(string.ascii_lowercase)) + word[i + 1 :]
 
 
+def _show(value: Any) -> str:
+    """repr() for the edit log; integers past 4,300 digits cannot be turned into text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return show_int(value)
+    return repr(value)
+
+
 def extreme_numbers() -> st.SearchStrategy[Any]:
     huge = [10**9, 10**12, 2**31, 2**63, 10**30, -(10**12)]
     if not is_open("huge_filters_overflow") and not is_open("huge_depth_overflow"):
@@ -689,10 +698,10 @@ def _apply(draw: st.DrawFn, op: str, doc: dict[str, Any], parent: Any, key: Any,
         return f"rename {path} -> {new}"
     if op == "wrong_type":
         parent[key] = draw(WRONG_TYPES)
-        return f"set {path} = {parent[key]!r}"
+        return f"set {path} = {_show(parent[key])}"
     if op == "extreme":
         parent[key] = draw(extreme_numbers())
-        return f"set {path} = {parent[key]!r}"
+        return f"set {path} = {_show(parent[key])}"
     if op == "null_value":
         parent[key] = None
         return f"set {path} = None"
@@ -778,7 +787,7 @@ def _apply(draw: st.DrawFn, op: str, doc: dict[str, Any], parent: Any, key: Any,
         doc["depth"] = draw(st.integers(1, 200) | extreme_numbers())
         if draw(st.booleans()):
             stage.pop("blocks", None)
-        return f"depth = {doc['depth']!r}"
+        return f"depth = {_show(doc['depth'])}"
     if op == "swap_type":
         layers = [p for p in paths(doc) if p and p[-1] == "type"]
         if not layers:
