@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_spec import graph as g
-
 from .model import ResNet
+from .weights import outputs_to_neutral
 
 if TYPE_CHECKING:
     from resnet_spec.pipeline import Architecture
@@ -65,8 +64,9 @@ def summary(model: nn.Module) -> str:
 def node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> dict[str, np.ndarray]:
     """Eval-mode outputs of every node for NHWC ``images``, as NHWC maps and (N, C) vectors.
 
-    Flatten outputs are reordered to (h, w, c), the order an NHWC framework flattens in, so they
-    compare one to one (the dense layer after them differs by the matching row permutation)."""
+    Vectors made by flattening a map with more than one cell are reordered from PyTorch's
+    (c, h, w) to the graph's (h, w, c) order, the flatten's own output and every element-wise
+    node after it alike (norm, dropout, activation): :func:`.weights.outputs_to_neutral`."""
     net = unwrap(model)
     if not isinstance(net, ResNet):
         raise TypeError(f"expected a model built by the torch backend, got {type(net).__name__}")
@@ -82,12 +82,4 @@ def node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> di
     finally:
         for module, training in modes:
             module.training = training
-    out: dict[str, np.ndarray] = {}
-    for node in arch.graph:
-        value = values[node.name]
-        if isinstance(node, g.Flatten) and values[node.inputs[0]].dim() == 4:
-            value = values[node.inputs[0]].permute(0, 2, 3, 1).reshape(value.shape[0], -1)
-        elif value.dim() == 4:
-            value = value.permute(0, 2, 3, 1)
-        out[node.name] = value.float().cpu().contiguous().numpy()
-    return out
+    return outputs_to_neutral(arch, values)

@@ -142,23 +142,25 @@ def _input_order(arch: Architecture, node: g.Node, orders: dict[str, np.ndarray]
 
 
 def tensors_to_neutral(arch: Architecture, tensors: Mapping[str, Mapping[str, torch.Tensor]]) -> Weights:
-    """Neutral float32 arrays for ``{node: {key: tensor}}`` in PyTorch's layout (weights,
-    gradients or statistics alike)."""
+    """Neutral arrays for ``{node: {key: tensor}}`` in PyTorch's layout (weights, gradients or
+    statistics alike): float64 for a float64 model, float32 otherwise."""
     orders = feature_orders(arch)
     out: Weights = {}
     for name, entry in tensors.items():
         node = arch.graph[name]
         order = _input_order(arch, node, orders)
         out[name] = {
-            key: np.ascontiguousarray(to_neutral(node, key, _numpy(tensor), order), dtype=np.float32)
+            key: np.ascontiguousarray(to_neutral(node, key, _numpy(tensor), order))
             for key, tensor in entry.items()
         }
     return out
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A copy (``.numpy()`` of a CPU float32 tensor shares its memory, which later steps change)."""
-    return tensor.detach().to("cpu", torch.float32).contiguous().numpy().copy()
+    """A copy (``.numpy()`` of a CPU tensor shares its memory, which later steps change), in
+    float32 or, for a float64 model, float64: float64 parity must not be rounded to float32."""
+    dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+    return tensor.detach().to("cpu", dtype).contiguous().numpy().copy()
 
 
 def get_weights(model: nn.Module, arch: Architecture) -> Weights:
@@ -211,7 +213,7 @@ def kernel_parameters(model: nn.Module, arch: Architecture) -> list[tuple[g.Conv
 
 def outputs_to_neutral(arch: Architecture, values: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Node outputs (NCHW maps, vectors in the NCHW flatten order) as NHWC maps and vectors in
-    the graph's (h, w, c) order."""
+    the graph's (h, w, c) order (float32, float64 for a float64 model)."""
     orders = feature_orders(arch)
     out: dict[str, np.ndarray] = {}
     for node in arch.graph:
@@ -220,7 +222,7 @@ def outputs_to_neutral(arch: Architecture, values: Mapping[str, torch.Tensor]) -
         value = values[node.name].detach()
         if value.dim() == 4:
             value = value.permute(0, 2, 3, 1)
-        array = value.to("cpu", torch.float32).contiguous().numpy().copy()
+        array = _numpy(value)
         order = orders.get(node.name)
         if order is not None and array.ndim == 2:
             neutral = np.empty_like(array)
