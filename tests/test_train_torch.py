@@ -243,25 +243,35 @@ def test_a_softmax_output_trains_on_its_logits(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- pieces against NumPy
 
 
-@pytest.mark.parametrize("method", ["gather", "slices"])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_device_augmentation_equals_the_numpy_reference(channels_last: bool, method: str) -> None:
+def test_device_augmentation_equals_the_numpy_reference(channels_last: bool) -> None:
     from resnet_spec_torch import augment
 
     from resnet_spec.spec import Augmentation
 
     images = np.random.default_rng(0).standard_normal((16, 8, 6, 3)).astype(np.float32)
-    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
     for settings in (Augmentation(random_crop_padding=2, horizontal_flip=True), Augmentation(random_crop_padding=3),
                      Augmentation(horizontal_flip=True)):  # fmt: skip
         expected = reference.augment(images, settings, augment.generator(5, 1, 2))
         tops, lefts, flips = augment.draw(settings, len(images), augment.generator(5, 1, 2))
         got = augment.apply(nchw, torch.from_numpy(tops), torch.from_numpy(lefts), torch.from_numpy(flips),
-                            padding=settings.random_crop_padding, flip=settings.horizontal_flip,
-                            channels_last=channels_last, method=method)  # fmt: skip
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        assert got.is_contiguous(memory_format=memory_format)
+                            padding=settings.random_crop_padding, flip=settings.horizontal_flip)  # fmt: skip
+        assert got.stride() == nchw.stride()  # the input's memory layout: the network's speed depends on it
         np.testing.assert_array_equal(got.permute(0, 2, 3, 1).numpy(), expected)
+
+
+def test_augmentation_keeps_the_layout_of_single_channel_batches() -> None:
+    """Preprocessed NHWC images with one channel become an NCHW view with channels-last strides;
+    the augmented batch keeps them (an NCHW copy made the digits network ~10% slower)."""
+    from resnet_spec_torch import augment
+
+    x = torch.from_numpy(np.ones((4, 8, 8, 1), np.float32)).permute(0, 3, 1, 2).contiguous()
+    zeros = torch.zeros(4, dtype=torch.int64)
+    got = augment.apply(x, zeros, zeros + 2, torch.tensor([True, False, True, False]), padding=1, flip=True)
+    assert got.stride() == x.stride() == (64, 1, 8, 1)
+    assert float(got[:, :, 0].abs().sum()) == 0.0  # top 0 with padding 1: the first row is padding
 
 
 def _numpy_optimizer(kind: str, w: np.ndarray, grads: list[np.ndarray], rates: list[float], decay: bool,

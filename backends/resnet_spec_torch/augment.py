@@ -4,7 +4,7 @@
 back to the input size with offsets in [0, 2 * padding], a left-right flip with probability 1/2)
 and the order of its random draws. :func:`draw` draws exactly those numbers on the host from
 ``np.random.default_rng([seed, epoch, batch])`` (a few integers per image), and :func:`apply`
-moves the pixels with one gather on the device. A batch is therefore augmented identically by
+moves the pixels with two gathers on the device. A batch is therefore augmented identically by
 this backend, by the Keras backend, by the NumPy reference and by a resumed run: the numbers are
 a pure function of (seed, epoch, batch index), so no generator state is checkpointed.
 """
@@ -37,53 +37,27 @@ def draw(settings: Augmentation, count: int, rng: np.random.Generator) -> tuple[
 
 
 def apply(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor, *, padding: int,
-          flip: bool, channels_last: bool = False, method: str | None = None) -> torch.Tensor:  # fmt: skip
-    """Pad NCHW ``x`` with zeros, crop each image at its (top, left), flip where asked; pure data
-    movement, bit-identical to the reference. The result is contiguous in the memory format asked
-    for (``channels_last`` or NCHW).
+          flip: bool) -> torch.Tensor:  # fmt: skip
+    """Pad NCHW ``x`` with zeros, crop each image at its (top, left), flip where asked: pure data
+    movement, bit-identical to the reference, in two gathers (rows, then columns, the flip folded
+    into the column indices) with no per-image work on the host.
 
-    ``method``: ``gather`` (one indexing kernel: the choice on GPUs) or ``slices`` (one slice
-    copy per distinct crop offset, at most (2 * padding + 1) ** 2, then one ``where`` for the
-    flips: the choice on CPUs, where a network was measured to run about 10% slower on the
-    output of the gather than on this one, values being equal). Default: by ``x``'s device."""
+    The result has ``x``'s strides: the network's speed depends on its input's memory layout
+    (a CPU convolution given an NCHW batch is about 10% slower on the digits network than given
+    the channels-last one the preprocessed single-channel images come as), so augmenting must
+    not change it."""
     if not padding and not flip:
         return x
-    method = method or ("slices" if x.device.type == "cpu" else "gather")
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if method == "slices":
-        return _slices(x, tops, lefts, flips, padding, flip, memory_format)
     n, c, h, w = x.shape
     device = x.device
     cols = torch.arange(w, device=device).expand(n, w)
     if flip:
-        cols = torch.where(flips[:, None], cols.flip(1), cols)
+        cols = torch.where(flips.to(device)[:, None], cols.flip(1), cols)
+    source = x
     if padding:
-        x = F.pad(x, (padding, padding, padding, padding))
-        rows = tops[:, None] + torch.arange(h, device=device)
-        cols = cols + lefts[:, None]
-    else:
-        rows = torch.arange(h, device=device).expand(n, h)
-    batch = torch.arange(n, device=device)
-    if channels_last:  # index (n, h, w) and keep channels as the slice: an NHWC result
-        return x[batch[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    channel = torch.arange(c, device=device)
-    return x[batch[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def _slices(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor, padding: int, flip: bool,
-            memory_format: torch.memory_format) -> torch.Tensor:  # fmt: skip
-    h, w = x.shape[2], x.shape[3]
-    if padding:
-        padded = F.pad(x, (padding, padding, padding, padding))
-        out = torch.empty_like(x, memory_format=memory_format)
-        key = (tops * (2 * padding + 1) + lefts).cpu().numpy()
-        for k in np.unique(key):
-            top, left = divmod(int(k), 2 * padding + 1)
-            chosen = torch.from_numpy(np.flatnonzero(key == k)).to(x.device)
-            out[chosen] = padded[chosen, :, top : top + h, left : left + w]
-    else:
-        out = x.contiguous(memory_format=memory_format)
-    if flip:
-        out = torch.where(flips.to(x.device)[:, None, None, None], out.flip(3), out)
-        out = out.contiguous(memory_format=memory_format)
-    return out
+        source = F.pad(x, (padding, padding, padding, padding))
+        rows = tops.to(device)[:, None] + torch.arange(h, device=device)
+        source = torch.gather(source, 2, rows[:, None, :, None].expand(n, c, h, source.shape[3]))
+        cols = cols + lefts.to(device)[:, None]
+    index = cols[:, None, None, :].expand(n, c, h, w)
+    return torch.gather(source, 3, index, out=torch.empty_like(x))

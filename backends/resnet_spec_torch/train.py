@@ -236,12 +236,8 @@ class _Run:
                 tops, lefts, flips = tops[part], lefts[part], flips[part]
         images, labels = self.data.batch(indices)
         if augment.enabled(settings):
-            device = setup.device
-            images = augment.apply(
-                images, torch.from_numpy(tops).to(device), torch.from_numpy(lefts).to(device),
-                torch.from_numpy(flips).to(device), padding=self.padding, flip=self.flip,
-                channels_last=setup.channels_last,
-            )  # fmt: skip
+            images = augment.apply(images, torch.from_numpy(tops), torch.from_numpy(lefts), torch.from_numpy(flips),
+                                   padding=self.padding, flip=self.flip)  # fmt: skip
         with setup.autocast():
             logits = self.train_net(images)
         per_example = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing, reduction="none")
