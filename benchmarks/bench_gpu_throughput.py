@@ -79,6 +79,7 @@ def synthetic(arch: Any, examples: int) -> Dataset:
 def job_for(spec: dict[str, Any], overrides: list[str], execution: dict[str, Any], out: Path) -> TrainingJob:
     arch = resnet_spec.build_architecture(spec, overrides=overrides)
     training = arch.spec.training
+    assert training is not None  # spec_for always gives one
     dataset = synthetic(arch, POOL_BATCHES * training.batch_size)
     preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
     settings = training.execution.model_copy(update=execution)
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             job = job_for(spec_for(model, args.batch_size), args.overrides, execution, Path(tmp, model))
             step, sync, where = build(job)
-            batch = job.arch.spec.training.batch_size
+            batch = len(job.dataset.x_train) // POOL_BATCHES
             total, median = measure(step, sync, args.warmup, args.steps, args.chunk, batch)
             size = job.arch.spec.input
             switches = ", ".join(f"{k}={v}" for k, v in execution.items())

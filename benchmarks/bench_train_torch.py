@@ -68,6 +68,7 @@ def tiled(dataset: Dataset, examples: int) -> Dataset:
 def harness(spec: dict[str, Any], dataset: Dataset, device: str, out: Path) -> tuple[Step, torch.device]:
     arch = resnet_spec.build_architecture(spec)
     training = arch.spec.training
+    assert training is not None  # the benchmark's specs have a recipe
     preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
     execution = training.execution.model_copy(update={"device": device})
     job = TrainingJob(arch, spec, dataset, dataset.x_train[:0], dataset.y_train[:0], preprocessor,
@@ -80,6 +81,7 @@ def harness(spec: dict[str, Any], dataset: Dataset, device: str, out: Path) -> t
 def hand_written(spec: dict[str, Any], dataset: Dataset, device: torch.device) -> Step:
     arch = resnet_spec.build_architecture(spec)
     training = arch.spec.training
+    assert training is not None  # the benchmark's specs have a recipe
     model = build_module(arch)
     set_weights(model, arch, initial_weights(arch, training.seed))
     model.to(device).train()
@@ -132,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     plain["training"]["augmentation"] = {"random_crop_padding": 0, "horizontal_flip": False}
     augmented = copy.deepcopy(spec)
     augmented["training"]["augmentation"] = {"random_crop_padding": args.padding, "horizontal_flip": True}
+    batch = int(plain["training"]["batch_size"])
     arch = resnet_spec.build_architecture(plain)
-    batch = arch.spec.training.batch_size
     dataset = tiled(data.load(args.data, arch.spec), (args.warmup + args.steps + 1) * batch)
 
     with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
@@ -171,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'contestant':24s}" + "".join(f" {clock + ' img/s':>14s}" for clock, _ in clocks) + f" {'median/chunk':>14s}")
     for name in steps:
         print(f"{name:24s}" + "".join(f" {images / times[name]:14.0f}" for _, times in clocks))
-    for label, a, b, target in (("harness / hand-written", "harness", "hand-written loop", 0.95),
+    for label, tested, base, target in (("harness / hand-written", "harness", "hand-written loop", 0.95),
                                 ("augmented / plain", "harness + augmentation", "harness", 0.9)):  # fmt: skip
-        ratios = [times[b] / times[a] for _, times in clocks]
+        ratios = [times[base] / times[tested] for _, times in clocks]
         # The same steps' chunk times side by side: a burst of load on the shared machine hits one
         # chunk of each contestant, not one contestant, so the median ratio is the steadiest figure.
-        median = statistics.median(tb / ta for ta, tb in zip(chunks[a], chunks[b]))
+        median = statistics.median(b / t for t, b in zip(chunks[tested], chunks[base]))
         verdict = "ok" if min(ratios) >= target else ("ok on cpu time" if max(ratios) >= target else "BELOW")
         print(f"{label:24s}" + "".join(f" {r:14.3f}" for r in ratios) + f" {median:14.3f}"
               f"   target >= {target:.2f}: {verdict}")  # fmt: skip
