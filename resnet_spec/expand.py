@@ -119,16 +119,22 @@ class _Block:
     first: bool
 
 
+@dataclass(frozen=True)
+class _Template:
+    """A block as built, for :meth:`_Expander._repeat`: what it was built from, and its nodes."""
+
+    key: tuple[Any, ...]  # (kind, input channels, stride, first block of its stage)
+    prefix: str
+    block_input: str
+    nodes: list[g.Node]
+
+
 class _Expander:
     def __init__(self, spec: ResNetSpec):
         self.spec = spec
         self.graph = g.Graph()
+        self._add = self.graph.add  # adds a node, returns its name
         self.settings = BUILTIN_SETTINGS.over(spec.defaults)
-
-    # ------------------------------------------------------------------ primitives
-
-    def _add(self, node: g.Node) -> str:
-        return self.graph.add(node)
 
     def conv(self, name: str, x: str, origin: KeyPath, s: Settings, *, filters: int, kernel: Any = 3,
              stride: Any = 1, padding: Any = None, groups: int = 1, bias: bool | None = None,
@@ -164,15 +170,35 @@ class _Expander:
         x, channels = self._layers("stem", x, spec.stem, ("stem",), self.settings, spec.input.channels, None)
         for index, (stage, blocks) in enumerate(zip(spec.stages, counts)):
             settings = self.settings.over(stage.defaults)
+            template: _Template | None = None
             for b in range(blocks):
                 block = _Block(
                     prefix=f"stage{index + 1}.block{b}", origin=("stages", index), stage=stage, settings=settings,
                     in_channels=channels, filters=stage.filters, stride=stage.stride if b == 0 else 1, first=b == 0,
                 )  # fmt: skip
                 kind = stage.first_block if (b == 0 and stage.first_block) else stage.block
+                key = (kind, block.in_channels, block.stride, block.first)
+                if template is not None and template.key == key:
+                    x = self._repeat(template, block.prefix, x)  # same block: its channels stay as they are
+                    continue
+                start, block_input = len(self.graph), x
                 x, channels = self._block(kind, x, block)
+                template = _Template(key, block.prefix, block_input, self.graph.nodes[start:])
         self._head(x, channels)
         return self.graph
+
+    def _repeat(self, template: _Template, prefix: str, x: str) -> str:
+        """The template block's nodes again, named under ``prefix`` and reading ``x``.
+
+        Blocks of a stage that agree in kind, input channels and stride are the same nodes up to
+        their names (every name starts with the block's prefix), so the hundreds of identical
+        blocks of a deep net are copied instead of re-derived node by node."""
+        cut = len(template.prefix)
+        names = {template.block_input: x}
+        for node in template.nodes:
+            name = names[node.name] = prefix + node.name[cut:]
+            self._add(g.evolve(node, name=name, inputs=tuple(names[i] for i in node.inputs)))
+        return name
 
     # ------------------------------------------------------------------ layer lists (stem, custom blocks)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from .diagnostics import KeyPath
 
@@ -173,6 +173,20 @@ class ChannelPadShortcut(Node):
     pad_after: int = 0
 
 
+N = TypeVar("N", bound=Node)
+
+
+def evolve(node: N, **changes: Any) -> N:
+    """A copy of ``node`` with some of its fields changed.
+
+    ``dataclasses.replace`` re-runs ``__init__`` and ``copy.copy`` goes through ``__reduce_ex__``;
+    with thousands of nodes per validation either dominates. Nodes are frozen dataclasses without
+    ``__slots__``, so a copy of the instance dict with the changes applied is the same value."""
+    copy = object.__new__(type(node))
+    copy.__dict__.update(node.__dict__, **changes)
+    return copy
+
+
 OP_NAMES: dict[type[Node], str] = {
     Input: "input",
     Conv2D: "conv",
@@ -203,15 +217,16 @@ class Graph:
         self._by_name: dict[str, Node] = {n.name: n for n in self.nodes}
 
     def add(self, node: Node) -> str:
-        if node.name in self._by_name:
-            raise ValueError(f"duplicate node name {node.name!r}")  # an expander bug, not user error
-        for name in node.inputs:
-            if name not in self._by_name:
-                raise ValueError(f"node {node.name!r} reads unknown node {name!r}")
+        name, by_name = node.name, self._by_name  # locals: called once per node of deep nets
+        if name in by_name:
+            raise ValueError(f"duplicate node name {name!r}")  # an expander bug, not user error
+        for source in node.inputs:
+            if source not in by_name:
+                raise ValueError(f"node {name!r} reads unknown node {source!r}")
         self.nodes.append(node)
-        self._by_name[node.name] = node
-        self.output = node.name
-        return node.name
+        by_name[name] = node
+        self.output = name
+        return name
 
     def __getitem__(self, name: str) -> Node:
         return self._by_name[name]

@@ -16,10 +16,11 @@ Counting conventions (they match the frameworks' own counts):
 
 from __future__ import annotations
 
-import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import singledispatch
+from functools import cached_property
+from typing import NamedTuple
 
 from . import graph as g
 from .diagnostics import Diagnostic
@@ -27,8 +28,10 @@ from .diagnostics import Diagnostic
 Shape = tuple[int, ...]  # (H, W, C) for feature maps, (C,) for vectors
 
 
-@dataclass(frozen=True)
-class NodeInfo:
+class NodeInfo(NamedTuple):
+    """What the shape pass found for one node. A named tuple rather than a frozen dataclass: one
+    is made per node, and a frozen dataclass's __init__ costs four times as much."""
+
     output_shape: Shape
     params_trainable: int = 0
     params_non_trainable: int = 0
@@ -45,15 +48,16 @@ class Analysis:
     def ok(self) -> bool:
         return not self.diagnostics
 
-    @property
+    # Totals over every node, summed once (validation and the CLI both ask for them).
+    @cached_property
     def params_trainable(self) -> int:
         return sum(i.params_trainable for i in self.info.values())
 
-    @property
+    @cached_property
     def params_non_trainable(self) -> int:
         return sum(i.params_non_trainable for i in self.info.values())
 
-    @property
+    @cached_property
     def macs(self) -> int:
         return sum(i.macs for i in self.info.values())
 
@@ -76,8 +80,9 @@ def analyze(graph: g.Graph) -> Analysis:
         except KeyError:
             continue  # an input already failed and was reported
         try:
-            node = resolve_same_padding(node, *shapes)
-            info[node.name] = infer(node, *shapes)
+            if type(node) in _PADDED:
+                node = resolve_same_padding(node, *shapes)
+            info[node.name] = _rule_for(type(node))(node, *shapes)
         except ShapeProblem as problem:
             diagnostics.append(
                 Diagnostic(problem.code, f"{node.name}: {problem.message}", hint=problem.hint, key_path=node.origin)
@@ -106,11 +111,7 @@ def resolve_same_padding(node: g.Node, *shapes: Shape) -> g.Node:
     kernel = node.kernel_size if isinstance(node, g.Conv2D) else node.pool_size  # type: ignore[attr-defined]
     strides = node.strides  # type: ignore[attr-defined]
     padding = same_padding(h, kernel[0], strides[0]) + same_padding(w, kernel[1], strides[1])
-    # dataclasses.replace re-runs __init__ and dominates validation of deep nets; a shallow copy
-    # of a node nobody else holds yet, with one field set, is the same value at a fraction of the cost.
-    resolved = copy.copy(node)
-    object.__setattr__(resolved, "padding", padding)
-    return resolved
+    return g.evolve(node, padding=padding)
 
 
 def fmt(shape: Shape) -> str:
@@ -149,17 +150,40 @@ def _spatial(node: g.Node, shape: Shape, kernel: g.Pair, strides: g.Pair, paddin
     )
 
 
-@singledispatch
+Rule = Callable[..., NodeInfo]
+# One rule per node type, looked up by exact type: functools.singledispatch walks the MRO through
+# a weak-keyed cache on every call, a noticeable share of validating a 4,000-node graph.
+_RULES: dict[type[g.Node], Rule] = {}
+
+
 def infer(node: g.Node, *inputs: Shape) -> NodeInfo:
-    raise NotImplementedError(f"no shape rule for {type(node).__name__}")
+    """The output shape, parameters and MACs of ``node`` given its input shapes."""
+    return _rule_for(type(node))(node, *inputs)
 
 
-@infer.register
+def _rule_for(kind: type[g.Node]) -> Rule:
+    if kind in _RULES:
+        return _RULES[kind]
+    for base in kind.__mro__[1:]:  # a subclass of a node type follows its base's rule
+        if base in _RULES:
+            return _RULES[base]
+    raise NotImplementedError(f"no shape rule for {kind.__name__}")
+
+
+def _rule(*kinds: type[g.Node]) -> Callable[[Rule], Rule]:
+    def register(rule: Rule) -> Rule:
+        _RULES.update(dict.fromkeys(kinds, rule))
+        return rule
+
+    return register
+
+
+@_rule(g.Input)
 def _(node: g.Input) -> NodeInfo:
     return NodeInfo(node.shape)
 
 
-@infer.register
+@_rule(g.Conv2D)
 def _(node: g.Conv2D, shape: Shape) -> NodeInfo:
     _, _, cin = _feature_map(node, shape)
     if cin % node.groups or node.filters % node.groups:
@@ -174,29 +198,26 @@ def _(node: g.Conv2D, shape: Shape) -> NodeInfo:
     return NodeInfo((ho, wo, node.filters), params_trainable=params, macs=ho * wo * node.filters * per_output)
 
 
-@infer.register
+@_rule(g.BatchNorm)
 def _(node: g.BatchNorm, shape: Shape) -> NodeInfo:
     channels = shape[-1]
     learned = channels * (int(node.center) + int(node.scale))
     return NodeInfo(shape, params_trainable=learned, params_non_trainable=2 * channels)
 
 
-@infer.register(g.Activation)
-@infer.register(g.Dropout)
-@infer.register(g.DropPath)
+@_rule(g.Activation, g.Dropout, g.DropPath)
 def _(node: g.Node, shape: Shape) -> NodeInfo:
     return NodeInfo(shape)
 
 
-@infer.register
+@_rule(g.ZeroPad)
 def _(node: g.ZeroPad, shape: Shape) -> NodeInfo:
     h, w, c = _feature_map(node, shape)
     top, bottom, left, right = node.padding
     return NodeInfo((h + top + bottom, w + left + right, c))
 
 
-@infer.register(g.MaxPool)
-@infer.register(g.AvgPool)
+@_rule(g.MaxPool, g.AvgPool)
 def _(node: g.MaxPool | g.AvgPool, shape: Shape) -> NodeInfo:
     top, bottom, left, right = node.padding
     if max(top, bottom) >= node.pool_size[0] or max(left, right) >= node.pool_size[1]:
@@ -210,18 +231,18 @@ def _(node: g.MaxPool | g.AvgPool, shape: Shape) -> NodeInfo:
     return NodeInfo((ho, wo, shape[-1]))
 
 
-@infer.register
+@_rule(g.GlobalAvgPool)
 def _(node: g.GlobalAvgPool, shape: Shape) -> NodeInfo:
     _, _, c = _feature_map(node, shape)
     return NodeInfo((1, 1, c) if node.keepdims else (c,))
 
 
-@infer.register
+@_rule(g.Flatten)
 def _(node: g.Flatten, shape: Shape) -> NodeInfo:
     return NodeInfo((math.prod(shape),))
 
 
-@infer.register
+@_rule(g.Dense)
 def _(node: g.Dense, shape: Shape) -> NodeInfo:
     if len(shape) != 1:
         raise ShapeProblem(
@@ -233,7 +254,7 @@ def _(node: g.Dense, shape: Shape) -> NodeInfo:
     return NodeInfo((node.units,), params_trainable=params, macs=shape[0] * node.units)
 
 
-@infer.register
+@_rule(g.Add)
 def _(node: g.Add, branch: Shape, shortcut: Shape) -> NodeInfo:
     if branch != shortcut:
         raise ShapeProblem(
@@ -254,14 +275,14 @@ def _add_hint(branch: Shape, shortcut: Shape) -> str:
     return "the branch changes the channel count: use `shortcut: projection` or `shortcut: zero_pad` for this stage"
 
 
-@infer.register
+@_rule(g.Scale)
 def _(node: g.Scale, features: Shape, weights: Shape) -> NodeInfo:
     if len(features) != 3 or weights != (1, 1, features[-1]):
         raise ShapeProblem("RS201", f"channel scale needs (1, 1, {features[-1]}) weights, got {fmt(weights)}")
     return NodeInfo(features)
 
 
-@infer.register
+@_rule(g.ChannelPadShortcut)
 def _(node: g.ChannelPadShortcut, shape: Shape) -> NodeInfo:
     h, w, c = _feature_map(node, shape)
     if node.pad_before < 0 or node.pad_after < 0:
