@@ -73,7 +73,7 @@ class ParityReport:
     precision: str = "float64"
     differences: list[Difference] = field(default_factory=list)
     losses: dict[str, list[float]] = field(default_factory=dict)
-    relu_flips: dict[str, int] = field(default_factory=dict)  # ReLU elements active in one forward only
+    kink_flips: dict[str, int] = field(default_factory=dict)  # elements on different sides of a kink
     decided_in: dict[str, str] = field(default_factory=dict)  # check -> precision, where not `precision`
     float32_worst: dict[str, Difference] = field(default_factory=dict)  # before a check was decided in float64
     notes: list[str] = field(default_factory=list)
@@ -114,7 +114,7 @@ class ParityReport:
                 | ({"float32_worst": asdict(self.float32_worst[check])} if check in self.float32_worst else {})
                 for check in self.checks()
             },
-            "relu_flips": self.relu_flips,
+            "kink_flips": self.kink_flips,
             "notes": self.notes,
             "losses": self.losses,
             "differences": [asdict(d) | {"ok": d.ok} for d in self.differences],
@@ -150,8 +150,8 @@ def run(
 
     float64, the default, decides every check. float32 cannot always decide the train-mode
     checks, for two reasons the report measures (:func:`float32_hazards`): a ReLU input within
-    rounding of zero lands on different sides in the two frameworks, and its gradient is then
-    0 in one and its full value in the other; and a batch norm whose statistics come from a
+    rounding of zero (or a max-pool window's near tie) lands on different sides of the kink in
+    the two frameworks, and its gradient is then 0 in one and its full value in the other; and a batch norm whose statistics come from a
     handful of values divides float32 rounding by a small standard deviation. Where such a
     hazard is present and a train-mode check fails in float32, that check is decided again in
     float64; the report keeps the float32 numbers and names the hazard. Eval is always decided
@@ -172,9 +172,9 @@ def run(
     probe_kwargs = {"steps": steps, "learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
     probe_a, probe_b = (_probe(backend, arch, start, batches, probe_kwargs, build) for backend in pair)
     _compare_probes(report, arch, probe_a, probe_b, tolerances, PROBE_CHECKS)
-    report.relu_flips = relu_flips(arch, probe_a.train_outputs, probe_b.train_outputs)
+    report.kink_flips = kink_flips(arch, probe_a.train_outputs, probe_b.train_outputs)
     report.losses = {backends[0]: probe_a.losses, backends[1]: probe_b.losses}
-    hazards = float32_hazards(arch, batch_size, report.relu_flips)
+    hazards = float32_hazards(arch, batch_size, report.kink_flips)
     undecided = [check for check in PROBE_CHECKS if not report.check_ok(check)]
     if precision != "float64" and hazards and undecided:
         _decide_in_float64(report, arch, pair, start, batches, probe_kwargs, tolerances, undecided)
@@ -192,8 +192,8 @@ def float32_hazards(arch: Architecture, batch_size: int, flips: Mapping[str, int
     hazards = []
     if flips:
         hazards.append(
-            f"{sum(flips.values())} ReLU input(s) on opposite sides of zero in the two float32 train-mode forwards "
-            f"(first at {next(iter(flips))}; the gradient jumps there)"
+            f"{sum(flips.values())} element(s) on different sides of a ReLU or max-pool kink in the two float32 "
+            f"train-mode forwards (first at {next(iter(flips))}; the gradient jumps there)"
         )
     small = [(n.name, _norm_group(arch, n, batch_size)) for n in arch.graph if isinstance(n, g.BatchNorm)]
     small = [(name, size) for name, size in small if size < SMALL_NORM_GROUP]
@@ -219,20 +219,38 @@ CALIBRATED = (
 )
 
 
-def relu_flips(arch: Architecture, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Per ReLU / ReLU6 node, how many elements are active (> 0) in one output and not in the
-    other: inputs so close to a kink that rounding chose the side. The gradient of such an
-    element is 0 in one framework and its full value in the other."""
+def kink_flips(arch: Architecture, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Per node, how many elements sit on different sides of a kink in the two forwards
+    ``a`` and ``b`` (node outputs): ReLU / ReLU6 outputs active in one and not in the other,
+    and max-pool windows whose largest input is at a different place. Rounding chose the side,
+    and the gradient of such an element is 0 in one framework and its full value in the other."""
     flips: dict[str, int] = {}
     for node in arch.graph:
-        if isinstance(node, g.Activation) and node.function in ("relu", "relu6") and node.name in a and node.name in b:
+        if node.name not in a or node.name not in b:
+            continue
+        if isinstance(node, g.Activation) and node.function in ("relu", "relu6"):
             x, y = a[node.name], b[node.name]
             count = int(np.count_nonzero((x > 0) != (y > 0)))
             if node.function == "relu6":
                 count += int(np.count_nonzero((x < 6) != (y < 6)))
-            if count:
-                flips[node.name] = count
+        elif isinstance(node, g.MaxPool) and node.inputs[0] in a and node.inputs[0] in b:
+            count = int(
+                np.count_nonzero(_window_argmax(node, a[node.inputs[0]]) != _window_argmax(node, b[node.inputs[0]]))
+            )
+        else:
+            continue
+        if count:
+            flips[node.name] = count
     return flips
+
+
+def _window_argmax(node: g.MaxPool, x: np.ndarray) -> np.ndarray:
+    """Where in each pooling window of the NHWC map ``x`` its maximum is (padding is -inf)."""
+    top, bottom, left, right = node.padding
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, node.pool_size, axis=(1, 2))
+    windows = windows[:, :: node.strides[0], :: node.strides[1]]
+    return np.argmax(windows.reshape(*windows.shape[:4], -1), axis=-1)
 
 
 def _build_options(precision: str) -> dict[str, Any]:

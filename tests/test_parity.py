@@ -87,7 +87,7 @@ def sweep_row(name: str, arch: Any, report: parity.ParityReport) -> str:
 
     size = f"{arch.spec.input.height}x{arch.spec.input.width}"
     notes = "statistics from batch 1" if parity.CALIBRATED in report.notes else ""
-    flips = sum(report.relu_flips.values())
+    flips = sum(report.kink_flips.values())
     return (
         f"| {name} | {size} | {logits.max_abs:.1e} | {others:.1e} | {rel('gradients')} | {rel('weights_after')} "
         f"| {flips} | {notes} | {'ok' if report.ok else 'FAIL'} |"
@@ -106,7 +106,7 @@ def test_float32_meets_the_documented_tolerances() -> None:
     arch = resnet_spec.build_architecture(ROOMY)
     report = parity.run(arch, seed=0, steps=2, precision="float32")
     assert report.ok, parity.render_text(report)
-    assert parity.float32_hazards(arch, 2, report.relu_flips) == []
+    assert parity.float32_hazards(arch, 2, report.kink_flips) == []
     assert report.decided_in == {} and report.notes == []
     logits = next(d for d in report.differences if d.check == "eval" and d.node == parity.LOGITS)
     assert logits.measure == "abs" and logits.limit == 1e-5 and logits.max_abs <= 1e-5
@@ -120,25 +120,37 @@ def test_small_norm_groups_are_a_float32_hazard() -> None:
     assert parity.float32_hazards(resnet_spec.build_architecture(ROOMY), 2, {}) == []
 
 
-def test_relu_flips_counts_elements_active_in_one_forward_only() -> None:
+def test_kink_flips_counts_elements_active_in_one_forward_only() -> None:
     arch = resnet_spec.build_architecture(small())
     a = {"stem.act1": np.array([[0.0, 1e-7, 2.0]]), "stem.conv1": np.array([[-1.0]])}
     b = {"stem.act1": np.array([[3e-8, 0.0, 2.0]]), "stem.conv1": np.array([[1.0]])}  # a conv has no kink
-    assert parity.relu_flips(arch, a, b) == {"stem.act1": 2}
+    assert parity.kink_flips(arch, a, b) == {"stem.act1": 2}
+
+
+def test_kink_flips_counts_max_pool_windows_whose_maximum_moved() -> None:
+    spec = small(stem=[{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "norm"},
+                       {"type": "max_pool", "pool_size": 2, "stride": 2}])  # fmt: skip
+    arch = resnet_spec.build_architecture(spec)
+    x = np.random.default_rng(0).standard_normal((1, 8, 8, 8))
+    x[0, 0, 0, 0] = 5.0  # the top-left window's maximum
+    y = x.copy()
+    y[0, 0, 0, 0], y[0, 0, 1, 0] = x[0, 0, 1, 0], x[0, 0, 0, 0]  # one window's values trade places
+    moved = {"stem.norm1": x, "stem.maxpool1": x[:, ::2, ::2]}, {"stem.norm1": y, "stem.maxpool1": x[:, ::2, ::2]}
+    assert parity.kink_flips(arch, *moved) == {"stem.maxpool1": 1}
 
 
 def test_a_relu_kink_sends_the_failing_float32_check_to_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ReLU input on different sides of zero in the two float32 forwards makes the float32
     gradients differ by that element's whole gradient. Forced here: a flip is reported and the
     gradient limit is below float32 agreement (~1e-6) but far above float64's."""
-    monkeypatch.setattr(parity, "relu_flips", lambda arch, a, b: {"stem.act1": 1})
+    monkeypatch.setattr(parity, "kink_flips", lambda arch, a, b: {"stem.act1": 1})
     arch = resnet_spec.build_architecture(ROOMY)
     tight = parity.Tolerances(gradients_rel=1e-8)
     report = parity.run(arch, seed=0, steps=1, precision="float32", tolerances=tight)
     assert report.ok, parity.render_text(report)
     assert report.decided_in == {"gradients": "float64"}
     assert report.float32_worst["gradients"].max_rel > 1e-8
-    assert "1 ReLU input(s) on opposite sides of zero" in parity.render_text(report)
+    assert "1 element(s) on different sides of a ReLU or max-pool kink" in parity.render_text(report)
     assert "gradients were decided in float64" in parity.render_text(report)
     assert report.to_json()["checks"]["gradients"]["precision"] == "float64"
 
