@@ -23,36 +23,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-import resnet_spec
-from resnet_spec.training import data
+from distributed_specs import NORMS, PLAIN, make_job
+
+from resnet_spec.backends import get_backend
 from resnet_spec.training.job import TrainingJob
-from resnet_spec.training.preprocess import Preprocessor
-from resnet_spec.training.run_dir import RunDir
 
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on POSIX")]
-
-TRAINING: dict[str, Any] = {
-    "batch_size": 45, "iterations": 5,  # 45 = 23 + 22 examples per rank: uneven halves
-    "optimizer": {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 1e-3},
-    "loss": {"label_smoothing": 0.1}, "augmentation": {"random_crop_padding": 1, "horizontal_flip": True},
-    "preprocessing": {"mode": "scale", "scale": 0.0625}, "seed": 1, "tensorboard": False,
-}  # fmt: skip
-# No norms, no dropout: a function of the whole batch that splits exactly over ranks.
-PLAIN: dict[str, Any] = {
-    "version": 1, "input": {"height": 8, "width": 8, "channels": 1}, "classes": 10,
-    "defaults": {"conv_bias": True, "kernel_l2": 1e-4},
-    "blocks": {"plain": {"layers": [{"type": "conv"}, {"type": "activation"}, {"type": "conv"}], "shortcut": "identity"}},
-    "stem": [{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "activation"}],
-    "stages": [{"block": "plain", "blocks": 1, "filters": 8}],
-    "training": TRAINING,
-}  # fmt: skip
-NORMS: dict[str, Any] = {
-    "version": 1, "input": {"height": 8, "width": 8, "channels": 1}, "classes": 10,
-    "stem": [{"type": "conv", "filters": 8, "kernel_size": 3}, {"type": "norm"}, {"type": "activation"}],
-    "stages": [{"block": "basic", "blocks": 1, "filters": 8}],
-    "head": {"layers": [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.2}]},
-    "training": {**TRAINING, "iterations": 3},
-}  # fmt: skip
 
 # Run by every rank: both specs, one after the other, in one process group (so one launch).
 SCRIPT = r"""
@@ -60,8 +36,9 @@ import json, os, sys
 from pathlib import Path
 import torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
-from test_ddp import make_job, BACKEND_FACTORY
-backend = BACKEND_FACTORY()
+from distributed_specs import make_job
+from resnet_spec.backends import get_backend
+backend = get_backend("torch")
 dist.init_process_group("gloo")
 rank = dist.get_rank()
 for name in ("plain", "norms"):
@@ -73,31 +50,6 @@ for name in ("plain", "norms"):
     Path(sys.argv[2], f"{name}-rank{rank}.json").write_text(json.dumps({"accuracy": evaluation.accuracy}))
 dist.destroy_process_group()
 """
-
-
-def BACKEND_FACTORY() -> Any:
-    from resnet_spec.backends import get_backend
-    from resnet_spec.training.job import Trainer
-
-    backend = get_backend("torch")
-    if isinstance(backend, Trainer):
-        return backend
-    from resnet_spec_torch import TorchBackend
-    from resnet_spec_torch.capabilities import TorchCapabilities
-
-    class Backend(TorchBackend, TorchCapabilities):  # until TorchBackend inherits the mixin
-        pass
-
-    return Backend()
-
-
-def make_job(out: Path, spec: dict[str, Any], **kwargs: Any) -> TrainingJob:
-    arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    dataset = data.load("digits", arch.spec)
-    preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
-    return TrainingJob(arch, spec, dataset, dataset.x_train[:0], dataset.y_train[:0], preprocessor,
-                       RunDir(out, tensorboard=False), training.execution, progress=False, **kwargs)  # fmt: skip
 
 
 def _free_port() -> int:
@@ -157,7 +109,7 @@ def test_rank_zero_alone_writes_the_run_directory(ddp_run: Path) -> None:
 
 def test_two_ranks_equal_one_process_with_the_same_global_batch(ddp_run: Path, tmp_path: Path) -> None:
     job = make_job(tmp_path / "single", PLAIN)
-    BACKEND_FACTORY().train(job)
+    get_backend("torch").train(job)
     single = {k: v.detach().cpu() for k, v in job.extra["model"].state_dict().items()}
     distributed = _state(ddp_run / "plain-rank0.pt")
     assert single.keys() == distributed.keys()
@@ -193,5 +145,5 @@ def _initial(job: TrainingJob, key: str) -> Any:
     from resnet_spec.weights import initial_weights
 
     model = build_module(job.arch)
-    BACKEND_FACTORY().set_weights(model, job.arch, initial_weights(job.arch, job.arch.spec.training.seed))
+    get_backend("torch").set_weights(model, job.arch, initial_weights(job.arch, job.arch.spec.training.seed))
     return model.state_dict()[key]

@@ -16,6 +16,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from optimizer_reference import numpy_optimizer
+
 import resnet_spec
 from resnet_spec.backends import BackendError, get_backend
 from resnet_spec.training import augment as reference
@@ -189,28 +191,6 @@ def test_device_augmentation_equals_the_numpy_reference() -> None:
         np.testing.assert_array_equal(got.numpy(), expected)
 
 
-def _numpy_optimizer(kind: str, w: np.ndarray, grads: list[np.ndarray], rates: list[float], decay: bool,
-                     m: float = 0.9, nesterov: bool = False, wd: float = 0.1) -> np.ndarray:  # fmt: skip
-    """PyTorch's SGD / Adam / AdamW (torch.optim's documented algorithms), float64."""
-    w = w.astype(np.float64)
-    b = mom = vel = np.zeros_like(w)
-    for t, (g, lr) in enumerate(zip(grads, rates), start=1):
-        g = g.astype(np.float64)
-        if kind == "sgd":
-            g = g + wd * w if decay else g
-            b = m * b + g
-            w = w - lr * ((g + m * b) if nesterov else b)
-            continue
-        if kind == "adam" and decay:
-            g = g + wd * w
-        if kind == "adamw" and decay:
-            w = w * (1 - lr * wd)
-        mom = 0.9 * mom + 0.1 * g
-        vel = 0.999 * vel + 0.001 * g * g
-        w = w - lr / (1 - 0.9**t) * mom / (np.sqrt(vel) / np.sqrt(1 - 0.999**t) + 1e-8)
-    return w
-
-
 @pytest.mark.parametrize(("kind", "nesterov"), [("sgd", False), ("sgd", True), ("adam", False), ("adamw", False)])
 @pytest.mark.parametrize("applies_to", ["kernels", "all"])
 def test_optimizers_are_pytorch_forms_across_learning_rate_changes(kind: str, nesterov: bool, applies_to: str) -> None:
@@ -232,7 +212,7 @@ def test_optimizers_are_pytorch_forms_across_learning_rate_changes(kind: str, ne
         optimizer.apply([tf.constant(step_grads[v.name]) for v in order], order)
     for name, variable in variables.items():
         decay = applies_to == "all" or name == "kernel"
-        expected = _numpy_optimizer(kind, start[name], [g[name] for g in grads], rates, decay, nesterov=nesterov)
+        expected = numpy_optimizer(kind, start[name], [g[name] for g in grads], rates, decay, nesterov=nesterov)
         np.testing.assert_allclose(variable.numpy(), expected, rtol=2e-6, atol=2e-6, err_msg=name)
 
 

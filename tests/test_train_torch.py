@@ -16,6 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
+from optimizer_reference import numpy_optimizer
+
 import resnet_spec
 from resnet_spec.backends import BackendError, get_backend
 from resnet_spec.training import augment as reference
@@ -27,20 +29,7 @@ from resnet_spec.training.run_dir import RunDir
 pytestmark = pytest.mark.torch
 
 
-def torch_backend() -> Any:
-    backend = get_backend("torch")
-    if isinstance(backend, Trainer):
-        return backend
-    from resnet_spec_torch import TorchBackend
-    from resnet_spec_torch.capabilities import TorchCapabilities
-
-    class Backend(TorchBackend, TorchCapabilities):  # until TorchBackend inherits the mixin
-        pass
-
-    return Backend()
-
-
-BACKEND = torch_backend()
+BACKEND = get_backend("torch")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -274,28 +263,6 @@ def test_augmentation_keeps_the_layout_of_single_channel_batches() -> None:
     assert float(got[:, :, 0].abs().sum()) == 0.0  # top 0 with padding 1: the first row is padding
 
 
-def _numpy_optimizer(kind: str, w: np.ndarray, grads: list[np.ndarray], rates: list[float], decay: bool,
-                     m: float = 0.9, nesterov: bool = False, wd: float = 0.1) -> np.ndarray:  # fmt: skip
-    """The contract's SGD / Adam / AdamW, float64."""
-    w = w.astype(np.float64)
-    b = mom = vel = np.zeros_like(w)
-    for t, (g, lr) in enumerate(zip(grads, rates), start=1):
-        g = g.astype(np.float64)
-        if kind == "sgd":
-            g = g + wd * w if decay else g
-            b = m * b + g
-            w = w - lr * ((g + m * b) if nesterov else b)
-            continue
-        if kind == "adam" and decay:
-            g = g + wd * w
-        if kind == "adamw" and decay:
-            w = w * (1 - lr * wd)
-        mom = 0.9 * mom + 0.1 * g
-        vel = 0.999 * vel + 0.001 * g * g
-        w = w - lr / (1 - 0.9**t) * mom / (np.sqrt(vel) / np.sqrt(1 - 0.999**t) + 1e-8)
-    return w
-
-
 @pytest.mark.parametrize(("kind", "nesterov"), [("sgd", False), ("sgd", True), ("adam", False), ("adamw", False)])
 @pytest.mark.parametrize("applies_to", ["kernels", "all"])
 def test_optimizers_follow_the_contract_across_learning_rate_changes(kind: str, nesterov: bool, applies_to: str) -> None:
@@ -325,7 +292,7 @@ def test_optimizers_follow_the_contract_across_learning_rate_changes(kind: str, 
         optimizer.step()
     for key, tensor in (("kernel", conv.weight), ("bias", conv.bias)):
         decay = applies_to == "all" or key == "kernel"
-        expected = _numpy_optimizer(kind, start[key], [g[key] for g in grads], rates, decay, nesterov=nesterov)
+        expected = numpy_optimizer(kind, start[key], [g[key] for g in grads], rates, decay, nesterov=nesterov)
         np.testing.assert_allclose(tensor.detach().numpy(), expected, rtol=2e-6, atol=2e-6, err_msg=key)
 
 

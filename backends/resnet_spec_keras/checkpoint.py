@@ -14,11 +14,20 @@ Layout of ``RUN_DIR/checkpoint/``::
 
 from __future__ import annotations
 
-from resnet_spec.training.checkpoint import STATE, check_resumable, for_evaluation, locate, read_state, recover, save
+from resnet_spec.training.checkpoint import (
+    STATE,
+    check_resumable,
+    for_evaluation,
+    locate,
+    read_state,
+    recover,
+    resume,
+    save,
+)
 
 WEIGHTS = "model.weights.h5"
 OPTIMIZER = "optimizer.npz"
 RANDOM = "random.npz"
 
 __all__ = ["OPTIMIZER", "RANDOM", "STATE", "WEIGHTS", "check_resumable", "for_evaluation", "locate", "read_state",
-           "recover", "save"]  # fmt: skip
+           "recover", "resume", "save"]  # fmt: skip

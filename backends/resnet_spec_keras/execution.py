@@ -19,17 +19,16 @@ Scale-out, from ``TrainingJob.extra["strategy"]``:
   (one replica, or one per logical CPU device configured with
   ``tf.config.set_logical_device_configuration``: how the tests run two replicas on a CPU);
 * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy``, configured by the
-  ``TF_CONFIG`` environment variable, e.g. on each of two machines::
+  ``TF_CONFIG`` environment variable of each worker, e.g. for worker 0 of two::
 
       TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                   "task": {"type": "worker", "index": 0}}'   # index 1 on host2
-      resnet-spec train SPEC --backend keras --data DATA --out RUN   # same command everywhere
 
-  (``extra`` is not a CLI flag yet: set it through the Python API, or the lead maps a
-  ``--strategy`` flag onto it). Every worker reads the same data and computes the same batch
-  order, each replica takes its slice of every global batch; worker 0 (the chief) writes the
-  run directory, the others write to a temporary one. The strategy must be created before
-  TensorFlow runs any op in the process, which the CLI guarantees.
+  It is selected through the Python API (``TrainingJob.extra``; no command-line flag): see
+  docs/training.md. Every worker reads the same data and computes the same batch order, each
+  replica takes its slice of every global batch; worker 0 (the chief) writes the run
+  directory, the others write to a temporary one. :func:`resolve` creates the strategy before
+  anything starts TensorFlow's runtime, which it must (tests/test_train_keras_multiworker.py).
 
 Every replica's loss is its examples' summed cross-entropy divided by the *global* batch size
 (plus the L2 term divided by the number of replicas), so summed gradients equal the
@@ -104,8 +103,6 @@ def resolve(execution: Execution, extra: dict[str, Any]) -> Setup:
             "use device: auto (GPU when present, else CPU) or cpu"
         )
     use_gpu = bool(gpus) and execution.device != "cpu"
-    # Logical devices: virtual GPUs, or several logical CPUs a test configured, count as replicas.
-    devices = [d.name for d in tf.config.list_logical_devices("GPU" if use_gpu else "CPU")]
     notes = []
     if execution.channels_last:
         notes.append("channels_last is a no-op for Keras: its models are NHWC already")
@@ -113,9 +110,12 @@ def resolve(execution: Execution, extra: dict[str, Any]) -> Setup:
         notes.append(f"mixed precision {execution.mixed_precision} on a CPU runs, but slower than float32")
     policy = POLICIES[execution.mixed_precision]
     if requested == "multi_worker":
+        # Before anything that starts TensorFlow's runtime (listing logical devices does): the
+        # strategy configures its collective ops, which only works at start-up.
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        chief = _is_chief()
-        return Setup(strategy, None, policy, execution.compile, True, chief, notes)
+        return Setup(strategy, None, policy, execution.compile, True, _is_chief(), notes)
+    # Logical devices: virtual GPUs, or several logical CPUs a test configured, count as replicas.
+    devices = [d.name for d in tf.config.list_logical_devices("GPU" if use_gpu else "CPU")]
     if requested == "mirrored" or (requested is None and len(devices) > 1):
         strategy = tf.distribute.MirroredStrategy(devices)
         return Setup(strategy, None, policy, execution.compile, True, True, notes)

@@ -267,13 +267,7 @@ def train(job: TrainingJob) -> Evaluation:
         target = job.run_dir.checkpoint if setup.chief else Path(tempfile.mkdtemp()) / "checkpoint"
         if job.resume:
             recover = checkpoint.recover if setup.chief else checkpoint.locate
-            found = recover(job.run_dir.checkpoint)
-            if found is None:
-                raise TrainingError(f"{job.run_dir.path}: nothing to resume (no complete checkpoint)")
-            run.restore(found)
-            if setup.chief:
-                job.run_dir.truncate_history(run.step // run.steps_per_epoch)
-            print(f"resumed at step {run.step} (epoch {run.step // run.steps_per_epoch + 1})", file=sys.stderr)
+            checkpoint.resume(run, recover(job.run_dir.checkpoint), job.run_dir, setup.chief)
         _loop(run, job, setup, target)
         logits = run.predict(job.preprocessor(job.dataset.x_test))
     return score(logits, job.dataset.y_test, job.arch.spec.classes)

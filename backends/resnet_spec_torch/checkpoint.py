@@ -14,8 +14,17 @@ Layout of ``RUN_DIR/checkpoint/``::
 
 from __future__ import annotations
 
-from resnet_spec.training.checkpoint import STATE, check_resumable, for_evaluation, locate, read_state, recover, save
+from resnet_spec.training.checkpoint import (
+    STATE,
+    check_resumable,
+    for_evaluation,
+    locate,
+    read_state,
+    recover,
+    resume,
+    save,
+)
 
 TRAINING = "training.pt"
 
-__all__ = ["STATE", "TRAINING", "check_resumable", "for_evaluation", "locate", "read_state", "recover", "save"]
+__all__ = ["STATE", "TRAINING", "check_resumable", "for_evaluation", "locate", "read_state", "recover", "resume", "save"]

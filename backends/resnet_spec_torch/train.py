@@ -401,12 +401,7 @@ def train(job: TrainingJob) -> Evaluation:
                 if setup.distributed:
                     found = gather_objects(str(found) if found is not None else None, setup)[0]
                     found = Path(found) if found is not None else None
-                if found is None:
-                    raise TrainingError(f"{job.run_dir.path}: nothing to resume (no complete checkpoint)")
-                run.restore(found)
-                if setup.chief:
-                    job.run_dir.truncate_history(run.step // run.steps_per_epoch)
-                    print(f"resumed at step {run.step} (epoch {run.step // run.steps_per_epoch + 1})", file=sys.stderr)
+                checkpoint.resume(run, found, job.run_dir, setup.chief)
             _loop(run, job, setup, target)
             average_buffers(run.model, setup)
             logits = run.predict(job.preprocessor(job.dataset.x_test))
