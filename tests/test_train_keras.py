@@ -151,28 +151,6 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
         BACKEND.train(make_job(tmp_path, resume=True))
 
 
-def test_a_crash_between_the_renames_is_recovered(tmp_path: Path) -> None:
-    from resnet_spec_keras import checkpoint
-
-    target = tmp_path / "checkpoint"
-    for step in (1, 2):
-        checkpoint.save(target, lambda folder, step=step: (folder / "w.txt").write_text(str(step)), {"step": step})
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
-    # A crash after the old checkpoint was renamed away and before the new one was renamed in:
-    old = tmp_path / ".checkpoint.old-x"
-    old.mkdir()
-    target.rename(old / "previous")
-    newer = tmp_path / ".checkpoint.tmp-y"
-    newer.mkdir()
-    (newer / "w.txt").write_text("3")
-    (newer / "state.json").write_text(json.dumps({"step": 3}))
-    half = tmp_path / ".checkpoint.tmp-z"  # a crash while writing: no state.json
-    half.mkdir()
-    assert checkpoint.locate(target) == newer
-    assert checkpoint.recover(target) == target and (target / "w.txt").read_text() == "3"
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
-
-
 # ---------------------------------------------------------------------------- pieces against NumPy
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import resnet_spec
 from resnet_spec.spec import Augmentation, Preprocessing
-from resnet_spec.training import batches, data, events, schedule
+from resnet_spec.training import batches, checkpoint, data, events, schedule
 from resnet_spec.training.augment import augment
 from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.run_dir import RunDir
@@ -219,3 +219,35 @@ def test_event_records_and_crc32c() -> None:
     assert (decoded.wall_time, decoded.step, decoded.summary.value[0].tag) == (1.5, 2**40, "loss")
     assert decoded.summary.value[0].simple_value == 0.25
     assert event_pb2.Event.FromString(events.encode_event(0.0, -3)).step == -3
+
+
+def test_a_crash_between_the_renames_is_recovered(tmp_path: Path) -> None:
+    target = tmp_path / "checkpoint"
+    for step in (1, 2):
+        checkpoint.save(target, lambda folder, step=step: (folder / "w.txt").write_text(str(step)), {"step": step})
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    old = tmp_path / ".checkpoint.old-x"  # the old checkpoint renamed away, the new one not yet in
+    old.mkdir()
+    target.rename(old / "previous")
+    newer = tmp_path / ".checkpoint.tmp-y"
+    newer.mkdir()
+    (newer / "w.txt").write_text("3")
+    (newer / "state.json").write_text(json.dumps({"step": 3}))
+    (tmp_path / ".checkpoint.tmp-z").mkdir()  # a crash while writing: no state.json
+    assert checkpoint.locate(target) == newer
+    assert checkpoint.recover(target) == target and (target / "w.txt").read_text() == "3"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+
+
+def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path: Path) -> None:
+    target = tmp_path / "checkpoint"
+    checkpoint.save(target, lambda folder: (folder / "w.txt").write_text("1"), {"step": 1})
+
+    def broken(folder: Path) -> None:
+        (folder / "w.txt").write_text("2")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(target, broken, {"step": 2})
+    assert (target / "w.txt").read_text() == "1" and checkpoint.read_state(target)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]

@@ -1,5 +1,5 @@
-"""The Keras trainer's checkpoint directory; writing, atomic replacement and recovery after a
-crash are the backends' shared :mod:`resnet_spec.training.checkpoint`.
+"""The Keras trainer's checkpoint files. Writing them atomically, replacing and recovering the
+folder are the backends' shared :mod:`resnet_spec.training.checkpoint`.
 
 Layout of ``RUN_DIR/checkpoint/``::
 
@@ -12,22 +12,6 @@ Layout of ``RUN_DIR/checkpoint/``::
                        checkpoint
 """
 
-from __future__ import annotations
-
-from resnet_spec.training.checkpoint import (
-    STATE,
-    check_resumable,
-    for_evaluation,
-    locate,
-    read_state,
-    recover,
-    resume,
-    save,
-)
-
 WEIGHTS = "model.weights.h5"
 OPTIMIZER = "optimizer.npz"
 RANDOM = "random.npz"
-
-__all__ = ["OPTIMIZER", "RANDOM", "STATE", "WEIGHTS", "check_resumable", "for_evaluation", "locate", "read_state",
-           "recover", "resume", "save"]  # fmt: skip

@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from resnet_spec.backends import BackendError
 from resnet_spec.spec import Training
+from resnet_spec.training import checkpoint
 from resnet_spec.training.batches import batch_indices, steps_per_epoch
 from resnet_spec.training.commands import TrainingError
 from resnet_spec.training.job import Evaluation, TrainingJob, describe_epoch, epoch_row, score
@@ -55,7 +56,8 @@ from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.schedule import learning_rate, total_steps
 from resnet_spec.weights import initial_weights
 
-from . import augment, checkpoint
+from . import augment
+from .checkpoint import OPTIMIZER, RANDOM, WEIGHTS
 from .execution import Setup, resolve, split
 from .model import build_model, deep_recursion
 from .optim import TorchFormOptimizer
@@ -203,12 +205,12 @@ class _Run:
     def save(self, target: Path) -> None:
         def write(folder: Path) -> None:
             with deep_recursion(len(self.model.layers)):
-                self.model.save_weights(folder / checkpoint.WEIGHTS)
+                self.model.save_weights(folder / WEIGHTS)
             variables = self.optimizer.variables
-            np.savez(folder / checkpoint.OPTIMIZER, names=np.array([v.path for v in variables]),
+            np.savez(folder / OPTIMIZER, names=np.array([v.path for v in variables]),
                      **{f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)})  # fmt: skip
             layers = seed_layers(self.model)
-            np.savez(folder / checkpoint.RANDOM, names=np.array([layer.name for layer in layers], dtype=str),
+            np.savez(folder / RANDOM, names=np.array([layer.name for layer in layers], dtype=str),
                      **{f"s{i}": keras.ops.convert_to_numpy(layer.seed_generator.state) for i, layer in enumerate(layers)})  # fmt: skip
 
         checkpoint.save(target, write, self.state())
@@ -222,15 +224,15 @@ class _Run:
                 f"resume with the same setting (this run has {self.job.execution.mixed_precision})"
             )
         with deep_recursion(len(self.model.layers)):
-            self.model.load_weights(folder / checkpoint.WEIGHTS)
-        with np.load(folder / checkpoint.OPTIMIZER) as data:
+            self.model.load_weights(folder / WEIGHTS)
+        with np.load(folder / OPTIMIZER) as data:
             variables = self.optimizer.variables
             names = [str(n) for n in data["names"]]
             if names != [v.path for v in variables]:  # same optimizer kind, slots and variable order
                 raise TrainingError(f"{folder}: the optimizer state does not match this run's optimizer")
             for i, variable in enumerate(variables):
                 variable.assign(data[f"v{i}"])
-        with np.load(folder / checkpoint.RANDOM) as data:
+        with np.load(folder / RANDOM) as data:
             layers = seed_layers(self.model)
             if [str(n) for n in data["names"]] != [layer.name for layer in layers]:
                 raise TrainingError(f"{folder}: the random states do not match this model's dropout layers")
@@ -344,7 +346,7 @@ def evaluate(target: Any, arch: Any, images: np.ndarray, labels: np.ndarray,
         folder, state = checkpoint.for_evaluation(path, arch.hash)
         model = build_model(arch)
         with deep_recursion(len(model.layers)):
-            model.load_weights(folder / checkpoint.WEIGHTS)
+            model.load_weights(folder / WEIGHTS)
         if preprocessor is None:
             preprocessor = Preprocessor.from_dict(state["preprocessor"])
     infer = logits_model(model)

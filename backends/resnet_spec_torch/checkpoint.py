@@ -1,5 +1,5 @@
-"""The PyTorch trainer's checkpoint directory; writing, atomic replacement and recovery after a
-crash are the backends' shared :mod:`resnet_spec.training.checkpoint`.
+"""The PyTorch trainer's checkpoint files. Writing them atomically, replacing and recovering the
+folder are the backends' shared :mod:`resnet_spec.training.checkpoint`.
 
 Layout of ``RUN_DIR/checkpoint/``::
 
@@ -12,19 +12,4 @@ Layout of ``RUN_DIR/checkpoint/``::
                   hash; written last, so its presence marks a complete checkpoint
 """
 
-from __future__ import annotations
-
-from resnet_spec.training.checkpoint import (
-    STATE,
-    check_resumable,
-    for_evaluation,
-    locate,
-    read_state,
-    recover,
-    resume,
-    save,
-)
-
 TRAINING = "training.pt"
-
-__all__ = ["STATE", "TRAINING", "check_resumable", "for_evaluation", "locate", "read_state", "recover", "resume", "save"]

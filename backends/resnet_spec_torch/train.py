@@ -47,6 +47,7 @@ from torch import nn
 from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
 from resnet_spec.spec import Training
+from resnet_spec.training import checkpoint
 from resnet_spec.training.batches import batch_indices, steps_per_epoch
 from resnet_spec.training.commands import TrainingError
 from resnet_spec.training.job import Evaluation, TrainingJob, describe_epoch, epoch_row, score
@@ -54,7 +55,8 @@ from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.schedule import learning_rate, total_steps
 from resnet_spec.weights import initial_weights
 
-from . import augment, checkpoint
+from . import augment
+from .checkpoint import TRAINING
 from .distributed import Setup, all_reduce_sum, average_buffers, gather_objects, resolve
 from .model import ResNet, build_module
 from .optim import make_optimizer, set_learning_rate
@@ -309,11 +311,11 @@ class _Run:
             "epoch_sums": torch.from_numpy(sums.copy()),
             "rng": states,
         }
-        checkpoint.save(target, lambda folder: torch.save(payload, folder / checkpoint.TRAINING), self.state(sums))
+        checkpoint.save(target, lambda folder: torch.save(payload, folder / TRAINING), self.state(sums))
 
     def restore(self, folder: Path) -> None:
         checkpoint.check_resumable(folder, self.job.arch.hash, self.steps_per_epoch)
-        payload = torch.load(folder / checkpoint.TRAINING, map_location="cpu", weights_only=True)
+        payload = torch.load(folder / TRAINING, map_location="cpu", weights_only=True)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scaler is not None and payload.get("scaler"):
@@ -479,7 +481,7 @@ def evaluate(target: Any, arch: Any, images: np.ndarray, labels: np.ndarray,
     else:
         folder, state = checkpoint.for_evaluation(path, arch.hash)
         model = build_module(arch)
-        payload = torch.load(folder / checkpoint.TRAINING, map_location="cpu", weights_only=True)
+        payload = torch.load(folder / TRAINING, map_location="cpu", weights_only=True)
         model.load_state_dict(payload["model"])
         if preprocessor is None:
             preprocessor = Preprocessor.from_dict(state["preprocessor"])
