@@ -75,7 +75,11 @@ def harness(spec: dict[str, Any], dataset: Dataset, device: str, out: Path) -> t
                       RunDir(out, tensorboard=False), execution, progress=False)  # fmt: skip
     run = trainer._Run(job, resolve(execution))
     order = batch_indices(run.count, run.batch_size, training.seed, 0)
-    return (lambda b: run.run_step(0, b, order[b]) and None), run.setup.device
+
+    def step(b: int) -> None:
+        run.run_step(0, b, order[b])
+
+    return step, run.setup.device
 
 
 def hand_written(spec: dict[str, Any], dataset: Dataset, device: torch.device) -> Step:
