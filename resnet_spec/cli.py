@@ -205,7 +205,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
         try:
             get_backend(name)
             status = "ready"
-        except Exception as exc:  # a broken third-party plugin must not break the listing
+        except Exception as exc:  # noqa: BLE001 -- a broken third-party plugin must not break the listing
             status = f"unavailable: {exc}"
         print(f"{name:10s} {info.value:40s} {status}")
     return EXIT_OK

@@ -474,7 +474,7 @@ def _whole(value: float, what: str, origin: KeyPath) -> int:
             Diagnostic("RS208", f"channel count {what} is not a whole positive number", key_path=origin,
                        hint="choose filters, ratios and multipliers whose product is an integer")
         ])  # fmt: skip
-    return int(round(value))
+    return round(value)
 
 
 def _first(*values: Any) -> Any:

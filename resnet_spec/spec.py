@@ -15,7 +15,7 @@ import ast
 import inspect
 import sys
 from functools import cache
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,11 +36,7 @@ Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 ActivationName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh"]
 
 PaddingMode = Literal["same", "valid", "symmetric"]
-Padding = Union[
-    PaddingMode,
-    PadValue,
-    Annotated[list[PadValue], Field(min_length=4, max_length=4)],
-]
+Padding = PaddingMode | PadValue | Annotated[list[PadValue], Field(min_length=4, max_length=4)]
 PADDING_DOC = (
     "'same': TensorFlow's rule (output = ceil(input / stride), the odd extra row/column at the "
     "bottom/right); 'valid': no padding; 'symmetric': k // 2 on every side (PyTorch style); an "
@@ -208,7 +204,7 @@ class DenseLayer(SpecModel):
     kernel_l2: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
-SpatialLayer = Union[ConvLayer, NormLayer, ActivationLayer, ZeroPadLayer, MaxPoolLayer, AvgPoolLayer, DropoutLayer]
+SpatialLayer = ConvLayer | NormLayer | ActivationLayer | ZeroPadLayer | MaxPoolLayer | AvgPoolLayer | DropoutLayer
 StemLayer = Annotated[SpatialLayer, Field(discriminator="type")]
 BlockLayer = Annotated[SpatialLayer, Field(discriminator="type")]
 HeadLayer = Annotated[
