@@ -622,10 +622,12 @@ def extreme_numbers() -> st.SearchStrategy[Any]:
     )
 
 
+# Mutable values are built fresh for every draw: a shared st.just([]) that a later edit appends to
+# would change what every following test case draws (hypothesis calls that a flaky strategy).
 WRONG_TYPES = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=8), st.just("3"), st.just([]), st.just({}),
+    st.none(), st.booleans(), st.text(max_size=8), st.just("3"), st.builds(list), st.builds(dict),
     st.lists(st.integers(-2, 5), max_size=5), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-    st.floats(allow_nan=True), st.just([1, "a", None]), st.just({"kind": "projection"}), st.just("block"),
+    st.floats(allow_nan=True), st.builds(lambda: [1, "a", None]), st.builds(lambda: {"kind": "projection"}), st.just("block"),
 )  # fmt: skip
 
 STRUCTURAL = [
@@ -652,6 +654,7 @@ def mutated(draw: st.DrawFn, spec: dict[str, Any], max_edits: int = 3) -> tuple[
             log.append(_apply(draw, op, doc, parent, key, path))
         except _Skip:
             continue
+        doc = copy.deepcopy(doc)  # detach values the edit took from shared constants before the next edit
     _avoid_open_bugs(doc)
     return doc, log
 
