@@ -43,6 +43,9 @@ _RANGE_WORDS = {
 
 
 def check(data: Any) -> tuple[ResNetSpec | None, list[Diagnostic]]:
+    huge = _huge_ints(data)
+    if huge:  # pydantic-core would turn them into text, which Python refuses (an unraisable ValueError)
+        return None, huge
     try:
         return ResNetSpec.model_validate(data, strict=True), []
     except ValidationError as exc:
@@ -78,6 +81,25 @@ def _more_problems(first: KeyPath, count: int) -> Diagnostic:
         "RS110", f"and {show_int(count)} more problems (only the first {MAX_DIAGNOSTICS} are listed)",
         hint="fix these and validate again", key_path=first,
     )  # fmt: skip
+
+
+def _huge_ints(data: Any) -> list[Diagnostic]:
+    """Integers past Python's 4,300-digit text limit. YAML files cannot hold them (the loader
+    refuses them), but a mapping can (a saved model's stored spec). Shared containers are walked
+    once, so the walk is linear in the number of distinct objects."""
+    found: list[Diagnostic] = []
+    seen: set[int] = set()
+    stack: list[tuple[KeyPath, Any]] = [((), data)]
+    while stack and len(found) < MAX_DIAGNOSTICS:
+        path, node = stack.pop()
+        if isinstance(node, int) and node.bit_length() > 14_000 and digit_count(node) > 4_300:
+            where = ".".join(map(str, path)) or "the top level"
+            found.append(Diagnostic("RS105", f"{where} is {_show(node)}; no number in a spec has more than 4,300 digits", key_path=path))
+        elif isinstance(node, (dict, list)) and id(node) not in seen:
+            seen.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            stack.extend((path + (key,), value) for key, value in items)
+    return found
 
 
 def _drop_missing_explained_by_typo(found: list[Diagnostic]) -> list[Diagnostic]:
@@ -125,7 +147,7 @@ def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _Ke
         return Diagnostic("RS102", f"missing required key `{path[-1]}`", hint=_missing_hint(path), key_path=path)
     if path == ("version",):
         return Diagnostic(
-            "RS106", f"spec version {received!r} is not supported; this release reads version 1",
+            "RS106", f"spec version {_show(received)} is not supported; this release reads version 1",
             hint="write `version: 1`", key_path=path,
         )  # fmt: skip
     if "union_tag_not_found" in kinds:

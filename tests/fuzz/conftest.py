@@ -2,7 +2,7 @@
 
 * ``ci``: the CI run. Derandomized (the same examples every run, so CI is reproducible) and
   without the example database. The example counts below are the per-test budgets; the whole
-  suite takes about two and a half minutes on a 2-core machine (docs/fuzzing.md).
+  suite takes about five minutes of CPU on a 2-core machine (docs/fuzzing.md).
 * ``long``: 5,000 examples per property, random seeds, failures kept in the local
   ``.hypothesis/`` database so a rerun replays them first.
 * ``dev``: a quick local smoke run (20 examples).
