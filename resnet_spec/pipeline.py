@@ -92,13 +92,22 @@ def load(source: Source, *, overrides: Sequence[str] = (), filename: str | None 
     return loader.apply_overrides(doc, overrides) if overrides and doc.ok else doc
 
 
-def _nesting_problems(data: Any, limit: int = loader.Limits().max_depth) -> list[Diagnostic]:
-    """The loader's depth limit for mappings handed in directly (iterative: no recursion to blow)."""
-    stack = [(data, 1)]
+_LIMITS = loader.Limits()
+
+
+def _nesting_problems(data: Any, limits: loader.Limits = _LIMITS) -> list[Diagnostic]:
+    """The loader's depth and node limits for mappings handed in directly (a stored spec in a
+    saved model, the Python API). Iterative, so deep nesting cannot blow the stack; nodes are
+    counted as visited, so shared sub-lists (pickle and YAML keep references) cannot make the
+    walk exponential."""
+    stack, visited = [(data, 1)], 0
     while stack:
         node, depth = stack.pop()
-        if depth > limit:
-            return [Diagnostic("RS008", f"the mapping nests deeper than {limit} levels")]
+        visited += 1
+        if depth > limits.max_depth:
+            return [Diagnostic("RS008", f"the mapping nests deeper than {limits.max_depth} levels")]
+        if visited > limits.max_nodes:
+            return [Diagnostic("RS007", f"the mapping holds more than {limits.max_nodes:,} values (shared references counted each time)")]
         children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else ()
         stack.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list)))
     return []

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import loader
 from ..atomic import atomic_path
 from .events import EventWriter
 
@@ -42,7 +41,9 @@ class RunDir:
 
     def write_spec(self, spec_data: dict[str, Any]) -> None:
         with atomic_path(self.path / "spec.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(spec_data, sort_keys=False), encoding="utf-8")
+            # The loader's own dumper: yaml.safe_dump follows YAML 1.1 and writes strings like 1e5 bare,
+            # which the loader (YAML 1.2 numbers, as JSON) would read back as floats.
+            tmp.write_text(loader.dump_yaml(spec_data), encoding="utf-8")
 
     def history(self) -> list[dict[str, Any]]:
         file = self.path / "metrics.jsonl"
