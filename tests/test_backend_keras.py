@@ -414,6 +414,21 @@ def rewrite_meta(src: Path, dst: Path, change) -> None:
             new.writestr(item, data)
 
 
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),  # json.loads recurses: RecursionError
+        (b" " * 2_000_000 + b"{}", "larger than"),  # compressed to a few kB: refused before inflating
+    ],
+)
+def test_hostile_spec_member_is_a_backend_error(tmp_path, member, message):
+    path = tmp_path / "hostile.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("resnet_spec.json", member)
+    with pytest.raises(BackendError, match=message):
+        BACKEND.load(path)
+
+
 def test_save_load_round_trip_and_refusals(zoo, tmp_path):
     arch, model = zoo
     path = tmp_path / "zoo.keras"

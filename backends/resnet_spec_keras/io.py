@@ -21,6 +21,7 @@ from resnet_spec import __version__
 from resnet_spec.atomic import atomic_path
 from resnet_spec.backends import BackendError
 from resnet_spec.diagnostics import SpecError
+from resnet_spec.loader import Limits
 from resnet_spec.pipeline import build_architecture
 
 from . import layers  # noqa: F401  (registers the custom layers load_model must find)
@@ -52,6 +53,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
+            # The spec's own size limit, checked before decompressing: a member can be a zip bomb.
+            if archive.getinfo(MEMBER).file_size > Limits().max_bytes:
+                raise BackendError(f"{path}: {MEMBER} is larger than {Limits().max_bytes:,} bytes")
             return json.loads(archive.read(MEMBER))
     except FileNotFoundError as exc:
         raise BackendError(f"{path}: no such file") from exc
@@ -63,6 +67,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         ) from exc
     except json.JSONDecodeError as exc:
         raise BackendError(f"{path}: {MEMBER} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # json nests by recursion; the spec's own limit is far lower
+        raise BackendError(f"{path}: {MEMBER} nests too deeply to be a spec") from exc
 
 
 def load(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
