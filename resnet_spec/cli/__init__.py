@@ -1,0 +1,94 @@
+"""The ``resnet-spec`` command line.
+
+One module per command under this package; :data:`COMMANDS` lists them in the order ``--help``
+shows them. A command module defines ``NAME``, ``HELP`` (one line), ``EPILOG`` (examples),
+``configure(parser)`` and ``run(args) -> int``, and imports any framework inside ``run`` only:
+``validate``, ``summary``, ``schema``, ``codes`` and ``backends`` never import TensorFlow or
+PyTorch, and neither does start-up. To add a command, add a module and one line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from .. import __version__
+from .common import EXIT_INTERRUPTED, EXIT_USAGE, CommandError, exit_status_text, print_error
+from .environment import missing_package_hint, quiet_frameworks
+
+COMMANDS = (
+    "validate",
+    "summary",
+    "schema",
+    "codes",
+    "backends",
+    "compile",
+    "load",
+    "convert",
+    "parity",
+    "train",
+    "evaluate",
+    "demo",
+)
+
+DESCRIPTION = "Declarative ResNet specs: validate, summarize, compile to Keras or PyTorch, check parity, train."
+EXAMPLES = """\
+examples:
+  resnet-spec validate examples/                       every spec under a folder
+  resnet-spec summary examples/resnet50.yaml           shapes, parameters and MACs per block
+  resnet-spec compile examples/resnet18.yaml --backend torch -o resnet18.pt
+  resnet-spec train examples/resnet_digits.yaml --backend torch --data digits --out runs/r1
+  resnet-spec COMMAND --help                           options and examples of one command
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if not args.verbose:
+        quiet_frameworks()  # before any command imports TensorFlow
+    try:
+        return int(args.run(args))
+    except CommandError as exc:
+        print_error(str(exc))
+        return exc.status
+    except ModuleNotFoundError as exc:
+        hint = missing_package_hint(exc)
+        if hint is None:
+            raise
+        print_error(hint)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def command_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"{__name__}.{name}") for name in COMMANDS]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="resnet-spec", description=DESCRIPTION, formatter_class=formatter,
+                                     epilog=EXAMPLES + "\n" + exit_status_text())  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"resnet-spec {__version__}",
+                        help="print the version and exit")  # fmt: skip
+    _add_verbose(parser, False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for module in command_modules():
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP[:1].upper() + module.HELP[1:] + ".",
+                                 epilog=module.EPILOG.rstrip() + "\n\n" + exit_status_text(), formatter_class=formatter)  # fmt: skip
+        _add_verbose(command, argparse.SUPPRESS)  # also after the command: `resnet-spec train ... --verbose`
+        module.configure(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show the frameworks' own start-up logging (TensorFlow, absl, XLA), hidden by default")  # fmt: skip

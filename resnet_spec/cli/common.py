@@ -1,0 +1,101 @@
+"""What every command shares: exit statuses, ``--format``, ``--set``, output-path checks and
+one way to print an error. Nothing here imports a deep-learning framework."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..diagnostics import render_text
+from ..pipeline import Result, validate
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXIT_STATUSES = (
+    (EXIT_OK, "success: every spec valid, the command did what it says"),
+    (EXIT_INVALID, ("errors in the input: a spec with errors, a model or run that is refused,\n"
+                   "parity beyond tolerance, a demo below its accuracy")),
+    (EXIT_USAGE, ("usage errors: a bad option, a missing file or package, an unknown backend,\n"
+                 "an output that already exists")),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+)  # fmt: skip
+
+
+def exit_status_text() -> str:
+    rows = [f"  {code:<5d}" + text.replace("\n", "\n       ") for code, text in EXIT_STATUSES]
+    return "exit status:\n" + "\n".join(rows)
+
+
+class CommandError(Exception):
+    """A one-line ``error: ...`` on standard error, then exit with ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE):
+        super().__init__(message)
+        self.status = status
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    raise CommandError(message, status)
+
+
+def print_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+# -- options ------------------------------------------------------------------------------------
+
+def add_format(parser: argparse.ArgumentParser, what: str = "the report") -> None:
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text",
+        help=f"output format: text for people (default) or json for tools, one JSON document on standard output: {what}",
+    )  # fmt: skip
+
+
+def add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a value before validation (repeatable); missing mappings are created, list items "
+             "are numbered from 0: --set stages.1.shortcut=projection --set defaults.norm.epsilon=1e-5",
+    )  # fmt: skip
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output file (without it, an existing file is refused)")  # fmt: skip
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
+
+
+# -- specs --------------------------------------------------------------------------------------
+
+def validated(path: str, overrides: Sequence[str]) -> Result:
+    return validate("-" if path == "-" else Path(path), overrides=overrides)
+
+
+def print_problems(result: Result, stream: Any = None) -> None:
+    source = result.document.source.text if result.document else None
+    for block in render_text(result.report.sorted(), source):
+        print(block, file=stream or sys.stderr)
+
+
+def check_input(path: Path, what: str = "file") -> None:
+    if not path.exists():
+        fail(f"{path}: no such {what}")
+
+
+def check_output(path: Path, *, suffix: str | None = None, force: bool = False) -> None:
+    """Refuse, before any work, an output that would be unusable or would replace something:
+    a folder, a name without the suffix its loader recognises, an existing file without --force."""
+    if path.is_dir():
+        fail(f"{path} is a directory; give a file name, e.g. {path / ('model' + (suffix or ''))}")
+    if suffix and not path.name.endswith(suffix):
+        fail(f"{path}: this backend writes {suffix} files (`load` finds the backend by suffix); "
+             f"name the output {path.with_name(path.name + suffix) if not path.suffix else path.with_suffix(suffix)}")
+    if path.exists() and not force:
+        fail(f"{path} already exists; choose another output or pass --force to replace it")

@@ -1,0 +1,102 @@
+"""``resnet-spec train``: train a spec from its ``training`` recipe with one backend."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from .common import EXIT_INVALID, EXIT_OK, add_format, add_overrides, fail, print_json, print_problems, validated
+
+NAME = "train"
+HELP = "train a spec with a backend from its `training` recipe (docs/training.md)"
+EPILOG = """\
+examples:
+  resnet-spec train examples/resnet_digits.yaml --backend torch --data digits --out runs/digits
+  resnet-spec train examples/resnet20_cifar10.yaml --backend keras --data cifar-10-batches-py --out runs/r20
+  resnet-spec train spec.yaml --backend torch --data digits --out runs/quick --epochs 2 --lr 0.05
+  resnet-spec train spec.yaml --backend torch --data digits --out runs/quick --resume
+  torchrun --standalone --nproc_per_node=2 -m resnet_spec.cli train spec.yaml --backend torch --data digits --out runs/ddp
+
+--epochs N, --batch-size N and --lr X are --set training.epochs=N (dropping `iterations`),
+--set training.batch_size=N and --set training.optimizer.learning_rate=X.
+"""
+
+# shorthand option -> the overrides it stands for ({} is the value)
+SHORTHANDS = {
+    "epochs": ("training.epochs={}", "training.iterations=null"),
+    "batch_size": ("training.batch_size={}",),
+    "lr": ("training.optimizer.learning_rate={}",),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="SPEC", help="YAML or JSON spec with a `training` section")
+    parser.add_argument("--backend", required=True, help="keras, torch, or an installed backend that can train")
+    parser.add_argument("--data", required=True,
+                        help="digits (scikit-learn's bundled 8x8 digits), a CIFAR-10/100 python-version folder, "
+                             "an image folder (one sub-folder per class), .npz or .h5 (local paths only)")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                        help="run directory to create (metrics, curves, checkpoint, TensorBoard events); "
+                             "an existing run is refused unless --resume")  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--epochs", type=int, help="train this many epochs (instead of the recipe's epochs or iterations)")
+    parser.add_argument("--batch-size", type=int, help="images per optimizer step (the recipe's training.batch_size)")
+    parser.add_argument("--lr", type=float, metavar="RATE", help="base learning rate (the recipe's training.optimizer.learning_rate)")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), help="where to train (default: the recipe's, else auto)")
+    parser.add_argument("--mixed-precision", choices=("none", "float16", "bfloat16"),
+                        help="compute in a 16-bit type with float32 weights (default: the recipe's, else none)")  # fmt: skip
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC memory format for torch (default: the recipe's)")  # fmt: skip
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile / XLA jit_compile (default: the recipe's)")  # fmt: skip
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke runs)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
+    add_format(parser, "the run's result: test accuracy, loss, confusion matrix with class names, where its files are")
+    add_overrides(parser)
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """--set values first, then the shorthands, so that a shorthand wins."""
+    found = list(args.overrides)
+    for option, templates in SHORTHANDS.items():
+        value = getattr(args, option)
+        if value is not None:
+            found += [t.format(repr(value)) for t in templates]
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import BackendError
+    from ..training.commands import TrainingError, is_leader, print_evaluation, train
+    from ..training.data import DataError
+
+    result = validated(args.file, overrides_of(args))
+    if result.architecture is None or result.document is None:
+        print_problems(result)
+        return EXIT_INVALID
+    execution = {"device": args.device, "mixed_precision": args.mixed_precision, "channels_last": args.channels_last,
+                 "compile": args.compile}  # fmt: skip
+    # With --format json, standard output holds the JSON alone: epoch lines go to standard error.
+    report = contextlib.redirect_stdout(sys.stderr) if args.format == "json" else contextlib.nullcontext()
+    try:
+        with report:
+            evaluation = train(
+                result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
+                resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
+            )  # fmt: skip
+    except BackendError as exc:
+        fail(str(exc))
+    except (TrainingError, DataError) as exc:
+        fail(str(exc), EXIT_INVALID)
+    if not is_leader():  # another torchrun rank: rank 0 reports
+        return EXIT_OK
+    outcome = json.loads((args.out / "result.json").read_text())
+    if args.format == "json":
+        print_json({"run_dir": str(args.out), **outcome})
+        return EXIT_OK
+    print_evaluation(evaluation, outcome.get("class_names") or [])
+    print(f"run directory: {args.out} (curves.png, metrics.csv, checkpoint/, TensorBoard events)")
+    return EXIT_OK
