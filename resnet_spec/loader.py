@@ -15,16 +15,24 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 from yaml import events as ev
 
-from .diagnostics import Diagnostic, KeyPath, Severity, format_key_path
+from .diagnostics import Diagnostic, KeyPath, Severity
+from .yaml_syntax import explain
 
-# libyaml's parser is ~10x faster, and unlike the pure one it accepts tab-indented JSON.
+# libyaml's parser is ~10x faster, and unlike the pure one it accepts tab-indented JSON. From
+# libyaml 0.2.6 (PyYAML 6.0.3's wheels on) it refuses nesting past its own limit of 1,000 levels,
+# and its scanner reads up to 1,024 characters ahead, so that on a line of brackets it can fail
+# before the builder sees the level where Limits.max_depth is crossed. The pure parser has no
+# such limit: a document libyaml refuses for its nesting is read again with it (up to the
+# builder's limit only, so that costs no more than the first read).
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PureParser = yaml.SafeLoader
+_LIBYAML_NESTING = "exceeded maximum nesting depth"
 _T = "tag:yaml.org,2002:"
 
 
@@ -137,6 +145,9 @@ class _Builder:
 
     def __init__(self, file: str | None, limits: Limits):
         self.file, self.limits = file, limits
+        self._reset()
+
+    def _reset(self) -> None:
         self.diagnostics: list[Diagnostic] = []
         self.keys: dict[KeyPath, tuple[int, int]] = {}
         self.values: dict[KeyPath, tuple[int, int]] = {}
@@ -147,19 +158,29 @@ class _Builder:
         self.stopped = False
 
     def run(self, text: str) -> _Builder:
+        self._read(text, _Parser)
+        if self.diagnostics and self.diagnostics[-1].message == _LIBYAML_NESTING and _Parser is not _PureParser:
+            self._reset()
+            self._read(text, _PureParser)
+        return self
+
+    def _read(self, text: str, parser: type) -> None:
         handlers = {ev.ScalarEvent: self._scalar, ev.AliasEvent: self._alias, ev.MappingStartEvent: self._open,
                     ev.SequenceStartEvent: self._open, ev.MappingEndEvent: self._close,
                     ev.SequenceEndEvent: self._close, ev.DocumentStartEvent: self._document}
         try:
-            for event in iter(_Parser(text).get_event, None):  # the pure Reader may fail already on creation
+            for event in iter(parser(text).get_event, None):  # the pure Reader may fail already on creation
                 handler = handlers.get(type(event))
                 if handler:
                     handler(event)
         except _Stop:
             self.stopped = True
         except yaml.MarkedYAMLError as exc:
-            context = exc.context and f"{exc.context} (line {exc.context_mark.line + 1})"
-            self._syntax_error(exc.problem or str(exc), exc.problem_mark, context)
+            if exc.problem == _LIBYAML_NESTING:  # run() reads the document again with the pure parser
+                self._syntax_error(exc.problem, exc.problem_mark, None)
+            else:
+                problem = explain(exc, text)
+                self._syntax_error(problem.message, problem.mark, problem.hint)
         except yaml.reader.ReaderError as exc:  # a control character, say: only an offset is given
             before = text[: exc.position]
             mark = yaml.Mark("", exc.position, before.count("\n"), exc.position - before.rfind("\n") - 1, None, None)
@@ -167,7 +188,6 @@ class _Builder:
         except RecursionError:  # only copying an alias recurses, and only past a huge Limits.max_depth
             self.stopped = True
             self._report("RS008", "the document nests too deeply to read", None, ())
-        return self
 
     # -- diagnostics -------------------------------------------------------------------------
     def _report(self, code: str, message: str, mark: Any, path: KeyPath | None, hint: str | None = None) -> None:
@@ -448,51 +468,8 @@ def load_file(path: str | os.PathLike, *, limits: Limits = Limits()) -> LoadedDo
     return load_text(raw, filename=name, fmt=fmt, limits=limits)
 
 
-# -- command-line overrides (--set key.path=value) -------------------------------------------
-
 def apply_overrides(document: LoadedDocument, overrides: Sequence[str]) -> LoadedDocument:
-    """Return a new document with each `key.path=value` applied; the input document is not changed."""
-    if not document.ok or not overrides:
-        return document
-    data = _copy(document.data)
-    old = document.source
-    source = replace(old, key_positions=dict(old.key_positions), value_positions=dict(old.value_positions),
-                     overrides=dict(old.overrides))
-    problems = [p for p in (_apply_one(data, source, text) for text in overrides) if p is not None]
-    return LoadedDocument(None if problems else data, source, list(document.diagnostics) + problems)
+    """``--set key.path=value`` overrides: see :mod:`resnet_spec.overrides`."""
+    from .overrides import apply
 
-
-def _apply_one(data: dict, source: SourceMap, text: str) -> Diagnostic | None:
-    def bad(message: str, path: KeyPath = ()) -> Diagnostic:
-        return Diagnostic("RS011", f"override '{text}': {message}", file=f"--set {text}", key_path=path,
-                          hint="write --set key.path=value; list items are numbered from 0, e.g. stages.0.blocks=3")
-
-    raw_path, sep, raw_value = text.partition("=")
-    parts = raw_path.strip().split(".")
-    if not sep or "" in parts:
-        return bad("missing '='" if not sep else "the key path has an empty part")
-    value_doc = _Builder(f"--set {text}", Limits()).run(raw_value)
-    if value_doc.diagnostics:
-        return bad(f"cannot read the value: {value_doc.diagnostics[0].message}")
-    value = None if value_doc.root is _NOTHING else value_doc.root
-    target: Any = data
-    path: KeyPath = ()
-    for i, part in enumerate(parts):
-        if isinstance(target, list):
-            if not _INDEX.match(part) or int(part) >= len(target):
-                return bad(f"'{part}' is not an index of the list at '{format_key_path(path)}' "
-                           f"({len(target)} items)", path + (part,))
-            key: str | int = int(part)
-        elif isinstance(target, dict):
-            key = part
-            if i < len(parts) - 1 and key not in target:
-                return bad(f"'{format_key_path(path + (key,))}' does not exist", path + (key,))
-        else:
-            return bad(f"'{format_key_path(path)}' is a {type(target).__name__}, not a mapping or list", path)
-        path += (key,)
-        if i == len(parts) - 1:
-            target[key] = value
-        else:
-            target = target[key]
-    source._set_by_override(path, text)
-    return None
+    return apply(document, overrides)

@@ -221,6 +221,30 @@ def test_yaml_syntax_error_location() -> None:
     assert "mapping values are not allowed" in diag.message
 
 
+SYNTAX = {  # mistake -> (text, line, column of the report, words the message must hold)
+    "tab": ("version: 1\nstages:\n\t- {block: basic}\n", 3, 1, "tab character"),
+    "tab_after_spaces": ("version: 1\nstem:\n  a: 1\n\tb: 2\n", 4, 1, "tab character"),
+    "unclosed_list": ("version: 1\nstages: [\n  {block: basic},\n  {block: basic}\nclasses: 10\n", 2, 9,
+                      "list's `[` has no matching `]`"),
+    "unclosed_mapping": ("version: 1\ninput: {height: 32, width: 32\nclasses: 10\nhead: x\n", 2, 8,
+                         "mapping's `{` has no matching `}`"),
+    "unclosed_double_quote": ('version: 1\nname: "abc\nclasses: 10\n', 2, 7, "quoted string is never closed"),
+    "unclosed_single_quote": ("version: 1\nname: 'abc\nclasses: 10\n", 2, 7, "quoted string is never closed"),
+}
+
+
+@pytest.mark.parametrize("parser", ["libyaml", "pure"])
+@pytest.mark.parametrize("case", SYNTAX)
+def test_syntax_errors_point_where_the_mistake_is(case: str, parser: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unclosed bracket or quote is reported where it opened, not where the parser gave up."""
+    if parser == "pure":
+        monkeypatch.setattr(loader, "_Parser", yaml.SafeLoader)
+    text, line, column, words = SYNTAX[case]
+    diag = only(load_text(text), "RS003")
+    assert (diag.line, diag.column) == (line, column) and words in diag.message, diag
+    assert diag.hint
+
+
 def test_control_character_is_a_syntax_error() -> None:
     diag = only(load_text("a: 1\nb: \x07\n"), "RS003")
     assert (diag.line, diag.column) == (2, 4)
@@ -307,6 +331,37 @@ def test_very_deep_nesting_does_not_crash() -> None:
     only(load_text("[" * 400_000 + "]" * 400_000), "RS008")
 
 
+class _NestingLimitedParser(yaml.SafeLoader):
+    """libyaml 0.2.6 (PyYAML >= 6.0.3 wheels): refuses nesting past its own limit, and its scanner
+    reads ahead, so the refusal can come before the builder reaches Limits.max_depth. Simulated
+    here at 10 levels, so that the test means the same with any PyYAML."""
+
+    def get_event(self):  # type: ignore[no-untyped-def]
+        event = super().get_event()
+        if self.flow_level > 10:
+            raise yaml.scanner.ScannerError("while increasing flow level", event.start_mark,
+                                            "exceeded maximum nesting depth", event.start_mark)
+        return event
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_parser_nesting_limit_is_rs008_at_the_limit(fmt: Literal["yaml", "json"], monkeypatch: pytest.MonkeyPatch) -> None:
+    text = '{\n  "a": 1,\n  "b": ' + "[" * 100 + "]" * 100 + "\n}"
+    monkeypatch.setattr(loader, "_Parser", _NestingLimitedParser)
+    diag = only(load_text(text, fmt=fmt, limits=Limits(max_depth=20)), "RS008")
+    assert (diag.line, diag.column) == (3, 27) and "20 levels" in diag.message  # root + 19 lists fit: the 20th list
+
+
+@pytest.mark.parametrize("parser", ["libyaml", "pure"])
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_deep_nesting_line_with_either_parser(parser: str, fmt: Literal["yaml", "json"], monkeypatch: pytest.MonkeyPatch) -> None:
+    if parser == "pure":
+        monkeypatch.setattr(loader, "_Parser", yaml.SafeLoader)
+    text = '{\n  "name": "x",\n  "stages": ' + "[" * 5000 + "]" * 5000 + "\n}"
+    diag = only(load_text(text, fmt=fmt), "RS008")
+    assert (diag.line, diag.column) == (3, 76)  # the root mapping and 63 lists fit: the 64th list (13 + 63)
+
+
 def test_depth_through_alias() -> None:
     text = "a: &a [[[1]]]\nb: [[*a]]\n"
     assert load_text(text, limits=Limits(max_depth=6)).ok
@@ -366,7 +421,7 @@ def test_override_new_key_in_existing_mapping() -> None:
     ("stages.5.blocks=2", ("stages", "5")),           # index out of range
     ("stages.x=2", ("stages", "x")),                  # not an index
     ("depth.x=2", ("depth",)),                        # descending into a scalar
-    ("training.lr=0.1", ("training",)),               # missing intermediate mapping
+    ("stages.0.widths.0=1", ("stages", 0, "widths")),  # a missing list cannot be made
     ("a..b=1", ()),                                   # empty segment
     ("depth=!!python/object:os.system x", ()),        # unsafe value
     ("depth=[1", ()),                                 # unreadable value
@@ -376,6 +431,27 @@ def test_bad_overrides(override: str, path: tuple) -> None:
     diag = only(out, "RS011")
     assert override in diag.message and diag.key_path == path
     assert diag.file == f"--set {override}"
+
+
+def test_override_creates_missing_sections() -> None:
+    out = apply_overrides(load_text(SPEC.replace("defaults:\n  norm:\n    epsilon: 1.0e-5\n", ""), filename="net.yaml"),
+                          ["defaults.norm.epsilon=1e-5", "training.optimizer.learning_rate=0.05", "training.epochs=2"])
+    assert out.ok, out.diagnostics
+    assert out.data["defaults"] == {"norm": {"epsilon": 1e-5}}
+    assert out.data["training"] == {"optimizer": {"learning_rate": 0.05}, "epochs": 2}
+    # anything inside a created section came from the command line
+    diag = out.source.attach(Diagnostic("RS101", "unknown", key_path=("defaults", "norm", "momentum")))
+    assert diag.file == "--set defaults.norm.epsilon=1e-5" and diag.line is None
+
+
+def test_override_fills_an_empty_section() -> None:
+    out = apply_overrides(load_text("version: 1\ntraining:\n"), ["training.epochs=3"])
+    assert out.ok and out.data["training"] == {"epochs": 3}
+
+
+def test_override_into_a_scalar_names_its_type_in_words() -> None:
+    diag = only(apply_overrides(load_text(SPEC), ["depth.x=2"]), "RS011")
+    assert "'depth' is an integer, not a mapping or list" in diag.message
 
 
 def test_overrides_on_failed_document_are_not_applied() -> None:
