@@ -30,6 +30,7 @@ _RANGE_ERRORS = {
     "greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
     "string_too_short", "string_too_long",
 }  # fmt: skip
+_MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type", "dataclass_type", "is_instance_of"}
 _RANGE_WORDS = {
     "greater_than": "greater than {gt}",
     "greater_than_equal": "at least {ge}",
@@ -169,9 +170,11 @@ def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _Ke
     if "value_error" in kinds or "string_pattern_mismatch" in kinds:
         message = "; ".join(_clean(e["msg"]) for e in errors)
         return Diagnostic("RS107", f"{where}: {message}", key_path=path)
-    return Diagnostic(
-        "RS103", f"{where} is {_show(received)} ({_type_name(received)}); expected {_expected(errors)}", key_path=path
-    )
+    expected = _expected(errors)
+    shown, kind = _show(received), _type_name(received)
+    received_text = shown if shown == kind else f"{shown} ({kind})"
+    hint = _mapping_hint(path, data, received) if "a mapping" in expected else None
+    return Diagnostic("RS103", f"{where} is {received_text}; expected {expected}", hint=hint, key_path=path)
 
 
 class _KeyHints:
@@ -235,6 +238,10 @@ def _expected(errors: list[dict[str, Any]]) -> str:
             words.append("one of " + error["ctx"]["expected"])
         elif kind in _RANGE_ERRORS:
             words.append(_RANGE_WORDS[kind].format(**error.get("ctx", {})))
+        elif kind in _MAPPING_ERRORS:  # pydantic names the model class here: users write mappings
+            words.append("a mapping")
+        elif kind == "none_required":
+            words.append("null")
         else:
             words.append(_clean(error["msg"]).removeprefix("Input should be ").removesuffix(" instance"))
     return " or ".join(dict.fromkeys(words))
@@ -260,6 +267,8 @@ def _value_at(data: Any, path: KeyPath) -> Any:
 
 
 def _show(value: Any) -> str:
+    if value is None or isinstance(value, bool):  # as YAML and JSON write them
+        return {None: "null", True: "true", False: "false"}[value]
     if isinstance(value, str) and len(value) > 60:
         return f"a string of {len(value):,} characters"
     if isinstance(value, int) and not isinstance(value, bool) and digit_count(value) > 15:
@@ -294,15 +303,35 @@ def _type_name(value: Any) -> str:
 # --------------------------------------------------------------------------- allowed keys, from the schema
 
 
-@lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
-    return ResNetSpec.model_json_schema()
+def _mapping_hint(path: KeyPath, data: Any, received: Any) -> str | None:
+    """`preprocessing: per_channel_mean` where a mapping is expected: the key of that mapping
+    that takes the value (`preprocessing: {mode: per_channel_mean}`), else its keys."""
+    node = schema_node(path, data)
+    if node is None:
+        return None
+    key = str(path[-1]) if path else "spec"
+    discriminator = node.get("discriminator", {})
+    if isinstance(received, str) and received in discriminator.get("mapping", {}):
+        return f"write `{key}: {{{discriminator['propertyName']}: {received}}}`"
+    properties = _resolve(_schema(), node, {}).get("properties", {})
+    for name, prop in properties.items():
+        if isinstance(received, str) and received in _enum_of(prop):
+            return f"write `{key}: {{{name}: {received}}}`"
+    return f"{key} is a mapping with the keys {', '.join(sorted(properties))}" if properties else None
 
 
-def allowed_keys(path: KeyPath, data: Any) -> list[str]:
-    """The keys the schema allows at ``path`` of ``data`` (for "did you mean")."""
+def _enum_of(prop: dict[str, Any]) -> list[Any]:
+    prop = _resolve(_schema(), prop, None) if "$ref" in prop else prop
+    values = list(prop.get("enum", [])) + ([prop["const"]] if "const" in prop else [])
+    for branch in prop.get("anyOf", []) + prop.get("oneOf", []):
+        values += _enum_of(branch)
+    return values
+
+
+def schema_node(path: KeyPath, data: Any) -> dict[str, Any] | None:
+    """The JSON Schema node of the value at ``path`` (unresolved), or None off the schema."""
     schema = _schema()
-    node: Any = _schema()
+    node: Any = schema
     value = data
     for part in path:
         node = _resolve(schema, node, value)
@@ -313,9 +342,20 @@ def allowed_keys(path: KeyPath, data: Any) -> list[str]:
         elif isinstance(node.get("additionalProperties"), dict):
             node = node["additionalProperties"]
         else:
-            return []
+            return None
         value = _value_at(value, (part,))
-    return sorted(_resolve(schema, node, value).get("properties", {}))
+    return node
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return ResNetSpec.model_json_schema()
+
+
+def allowed_keys(path: KeyPath, data: Any) -> list[str]:
+    """The keys the schema allows at ``path`` of ``data`` (for "did you mean")."""
+    node = schema_node(path, data)
+    return [] if node is None else sorted(_resolve(_schema(), node, _value_at(data, path)).get("properties", {}))
 
 
 def _resolve(root: dict[str, Any], node: dict[str, Any], value: Any) -> dict[str, Any]:
