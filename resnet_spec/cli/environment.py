@@ -36,7 +36,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "onnx"),
     "onnxscript": ("onnxscript", "onnx"),
     "jax": ("jax", "jax"),
-    "jaxlib": ("jaxlib", "jax"),
+    "jaxlib": ("jax", "jax"),
 }
 
 
@@ -57,8 +57,8 @@ def missing_package_hint(exc: ModuleNotFoundError) -> str | None:
 # and the CPU-feature line's continuation.
 _NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] "
-    r"|E\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\] .*(cuInit|cuda drivers|cuDNN|cuFFT|cuBLAS|CUDA)"
+    r"|[IW]\d{4} [\d:.]+ +\d+ [\w.\-]+:\d+\] "
+    r"|E\d{4} [\d:.]+ +\d+ [\w.\-]+:\d+\] .*(cuInit|cuda drivers|cuDNN|cuFFT|cuBLAS|CUDA)"
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.)"
 )
 
@@ -78,20 +78,26 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 
     def __init__(self, name: str):
         self.name = name
+        self._finding = False
 
     def find_spec(self, fullname: str, path: Any = None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != self.name:
+        # Also asked by importlib.util.find_spec (backends check that a framework is installed
+        # without importing it), so it stays until the import itself; the real finders answer.
+        if fullname != self.name or self._finding:
             return None
-        sys.meta_path.remove(self)  # once: the real finders do the rest
-        spec = importlib.util.find_spec(fullname)
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _FilteredLoader(spec.loader)
+            spec.loader = _FilteredLoader(spec.loader, self)
         return spec
 
 
 class _FilteredLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any):
-        self._loader = loader
+    def __init__(self, loader: Any, finder: _QuietImport):
+        self._loader, self._finder = loader, finder
 
     def __getattr__(self, name: str) -> Any:  # resource readers and the like: the real loader's
         return getattr(self._loader, name)
@@ -101,6 +107,8 @@ class _FilteredLoader(importlib.abc.Loader):
         return module
 
     def exec_module(self, module: ModuleType) -> None:
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)  # imported once: the hook's work is done
         with filtered_stderr(_NOISE):
             self._loader.exec_module(module)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import EXIT_INVALID, EXIT_OK, add_format, fail, print_json
@@ -38,5 +39,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json({"run_dir": str(args.run_dir), "data": args.data, **evaluation.to_dict(names)})
     else:
-        print_evaluation(evaluation, names)
+        print_evaluation(evaluation, names, sys.stdout)  # its default stream is bound at import
     return EXIT_OK

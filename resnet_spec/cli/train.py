@@ -97,6 +97,6 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json({"run_dir": str(args.out), **outcome})
         return EXIT_OK
-    print_evaluation(evaluation, outcome.get("class_names") or [])
+    print_evaluation(evaluation, outcome.get("class_names") or [], sys.stdout)  # its default stream is bound at import
     print(f"run directory: {args.out} (curves.png, metrics.csv, checkpoint/, TensorBoard events)")
     return EXIT_OK
