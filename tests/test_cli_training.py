@@ -86,7 +86,7 @@ def test_train_prints_the_confusion_matrix_with_class_names(named_digits: Path, 
 
 def test_a_bad_shorthand_is_located_at_the_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", str(DIGITS), "--backend", "torch", "--data", "digits", "--out", str(tmp_path / "r"), "--epochs", "0"])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 1 and not (tmp_path / "r").exists()
     assert err.startswith("--set training.epochs=0: error RS105: training.epochs is 0; it must be at least 1")
 
