@@ -216,3 +216,10 @@ def test_usage_errors_are_one_line_with_status_2(tmp_path: Path) -> None:
         pytest.skip("torch is not installed")
     assert done.returncode == 2 and existing.read_text() == "mine"
     assert done.stderr.strip() == f"error: {existing} already exists; choose another output or pass --force to replace it"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    command = f"'{sys.executable}' -m resnet_spec.cli summary examples/resnet152.yaml --nodes --format json | head -c 1"
+    done = subprocess.run(["bash", "-c", f"{command}; exit ${{PIPESTATUS[0]}}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.stdout == "{" and done.stderr == "" and done.returncode in (0, 141)

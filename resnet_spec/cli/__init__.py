@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from .common import EXIT_INTERRUPTED, EXIT_USAGE, CommandError, exit_status_text, print_error
+from .common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, exit_status_text, print_error
 from .environment import missing_package_hint, quiet_frameworks
 
 COMMANDS = (
@@ -66,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `resnet-spec codes | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE
 
 
 def command_modules() -> list[ModuleType]:

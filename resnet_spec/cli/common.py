@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from ..diagnostics import render_text
 from ..pipeline import Result, validate
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 EXIT_STATUSES = (
     (EXIT_OK, "success: every spec valid, the command did what it says"),
@@ -22,6 +22,7 @@ EXIT_STATUSES = (
     (EXIT_USAGE, ("usage errors: a bad option, a missing file or package, an unknown backend,\n"
                  "an output that already exists")),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+    (EXIT_BROKEN_PIPE, "standard output closed early (`resnet-spec codes | head`)"),
 )  # fmt: skip
 
 
