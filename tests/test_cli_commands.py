@@ -223,3 +223,30 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     done = subprocess.run(["bash", "-c", f"{command}; exit ${{PIPESTATUS[0]}}"], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
     assert done.stdout == "{" and done.stderr == "" and done.returncode in (0, 141)
+
+
+FILTER_PROBE = r"""
+import importlib.util, os, sys
+from resnet_spec.cli.environment import quiet_frameworks
+os.write(2, b"I0000 00:00:1.2   1 before.cc:1] not filtered: TensorFlow was not looked for yet\n")
+with quiet_frameworks():
+    importlib.util.find_spec("tensorflow")  # what a backend's check or an import does first
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    os.write(2, b"I0000 00:00:1796164747.359120   12533 port.cc:153] oneDNN custom operations are on.\n")
+    os.write(2, b"E0000 00:00:1796165414.815293   18736 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n")
+    os.write(2, b"E0000 00:00:1796165414.815293   18736 graph.cc:7] a real error\n")
+    os.write(2, b"\rprogress 1/2")
+    os.write(2, b"\rprogress 2/2\n")
+    print("a Python warning", file=sys.stderr)
+print("after the command", file=sys.stderr)
+"""
+
+
+def test_framework_noise_is_filtered_from_file_descriptor_2() -> None:
+    done = subprocess.run([sys.executable, "-c", FILTER_PROBE], cwd=REPO, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode() == (  # bytes: text mode would turn the progress bar's \r into \n
+        "I0000 00:00:1.2   1 before.cc:1] not filtered: TensorFlow was not looked for yet\n"
+        "E0000 00:00:1796165414.815293   18736 graph.cc:7] a real error\n"
+        "\rprogress 1/2\rprogress 2/2\na Python warning\nafter the command\n"
+    )

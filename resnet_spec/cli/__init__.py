@@ -10,6 +10,7 @@ PyTorch, and neither does start-up. To add a command, add a module and one line 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -52,10 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if not args.verbose:
-        quiet_frameworks()  # before any command imports TensorFlow
+    quiet = contextlib.nullcontext() if args.verbose else quiet_frameworks()  # before a command imports TensorFlow
     try:
-        return int(args.run(args))
+        with quiet:
+            return int(args.run(args))
     except CommandError as exc:
         print_error(str(exc))
         return exc.status
