@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from .diagnostics import Diagnostic, KeyPath, format_key_path
-from .loader import _NOTHING, Limits, LoadedDocument, SourceMap, _Builder, _copy
+from .loader import LoadedDocument, SourceMap
+from .yaml_events import _NOTHING, Limits, _Builder, _copy
 
 _INDEX = re.compile(r"[0-9]+\Z")
 _HINT = "write --set key.path=value; list items are numbered from 0, e.g. stages.0.blocks=3"

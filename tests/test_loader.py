@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from resnet_spec import loader
+from resnet_spec import yaml_events
 from resnet_spec.diagnostics import Diagnostic
 from resnet_spec.loader import Limits, LoadedDocument, apply_overrides, load_file, load_text
 
@@ -238,7 +238,7 @@ SYNTAX = {  # mistake -> (text, line, column of the report, words the message mu
 def test_syntax_errors_point_where_the_mistake_is(case: str, parser: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unclosed bracket or quote is reported where it opened, not where the parser gave up."""
     if parser == "pure":
-        monkeypatch.setattr(loader, "_Parser", yaml.SafeLoader)
+        monkeypatch.setattr(yaml_events, "_Parser", yaml.SafeLoader)
     text, line, column, words = SYNTAX[case]
     diag = only(load_text(text), "RS003")
     assert (diag.line, diag.column) == (line, column) and words in diag.message, diag
@@ -347,7 +347,7 @@ class _NestingLimitedParser(yaml.SafeLoader):
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_parser_nesting_limit_is_rs008_at_the_limit(fmt: Literal["yaml", "json"], monkeypatch: pytest.MonkeyPatch) -> None:
     text = '{\n  "a": 1,\n  "b": ' + "[" * 100 + "]" * 100 + "\n}"
-    monkeypatch.setattr(loader, "_Parser", _NestingLimitedParser)
+    monkeypatch.setattr(yaml_events, "_Parser", _NestingLimitedParser)
     diag = only(load_text(text, fmt=fmt, limits=Limits(max_depth=20)), "RS008")
     assert (diag.line, diag.column) == (3, 27) and "20 levels" in diag.message  # root + 19 lists fit: the 20th list
 
@@ -356,7 +356,7 @@ def test_parser_nesting_limit_is_rs008_at_the_limit(fmt: Literal["yaml", "json"]
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_deep_nesting_line_with_either_parser(parser: str, fmt: Literal["yaml", "json"], monkeypatch: pytest.MonkeyPatch) -> None:
     if parser == "pure":
-        monkeypatch.setattr(loader, "_Parser", yaml.SafeLoader)
+        monkeypatch.setattr(yaml_events, "_Parser", yaml.SafeLoader)
     text = '{\n  "name": "x",\n  "stages": ' + "[" * 5000 + "]" * 5000 + "\n}"
     diag = only(load_text(text, fmt=fmt), "RS008")
     assert (diag.line, diag.column) == (3, 76)  # the root mapping and 63 lists fit: the 64th list (13 + 63)
@@ -461,7 +461,7 @@ def test_overrides_on_failed_document_are_not_applied() -> None:
 
 def test_pure_python_parser_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = load_text(SPEC)
-    monkeypatch.setattr(loader, "_Parser", yaml.SafeLoader)
+    monkeypatch.setattr(yaml_events, "_Parser", yaml.SafeLoader)
     slow = load_text(SPEC)
     assert slow.data == fast.data
     assert slow.source.key_positions == fast.source.key_positions
