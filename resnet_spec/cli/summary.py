@@ -13,14 +13,14 @@ examples:
   resnet-spec summary examples/resnet50.yaml
   resnet-spec summary examples/resnet18.yaml examples/resnet34.yaml     one table after the other
   resnet-spec summary examples/resnet20_cifar10.yaml --nodes            one row per graph node
-  resnet-spec summary examples/resnet50.yaml --format json              a list, one entry per file
+  resnet-spec summary examples/resnet50.yaml --format json              one object (a list for several files)
 """
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON spec ('-' for standard input)")
     add_overrides(parser)
-    add_format(parser, "one entry per file (its nodes, blocks and totals)")
+    add_format(parser, "an object with the file, its totals, blocks and nodes; a list of them for several files")
     parser.add_argument("--nodes", action="store_true", help="one row per graph node instead of per block")
 
 
