@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .blocks.kind import Place
 from .blocks.registry import kind_of, view
 from .diagnostics import Diagnostic, KeyPath, show_int
-from .spec import ConvLayer, DenseLayer, ResNetSpec, StageOptions
+from .spec import AvgPoolLayer, ConvLayer, DenseLayer, MaxPoolLayer, NormLayer, ResNetSpec, StageOptions
 
 MAX_BLOCKS = 20_000
 MAX_NODES = 500_000
@@ -132,8 +132,10 @@ def _stem_params(spec: ResNetSpec) -> tuple[int, int]:
     for layer in spec.stem:
         if isinstance(layer, ConvLayer) and layer.filters:
             k = layer.kernel_size if isinstance(layer.kernel_size, int) else max(layer.kernel_size)
-            params += k * k * channels * layer.filters
+            params += k * k * channels * layer.filters + layer.filters
             channels = layer.filters
+        elif isinstance(layer, NormLayer):
+            params += 4 * channels
     return params, channels
 
 
@@ -142,11 +144,17 @@ def _head_params(spec: ResNetSpec, channels: int) -> int:
     spatial = -(-spec.input.height // stride) * -(-spec.input.width // stride)
     params, width = 0, channels
     for layer in spec.head.layers:
-        if layer.type == "flatten":
+        if isinstance(layer, (AvgPoolLayer, MaxPoolLayer)):  # padding aside, a pool divides by its stride
+            value = layer.stride if layer.stride is not None else layer.pool_size
+            stride = value if isinstance(value, int) else max(value)
+            spatial = max(1, spatial // (stride * stride))
+        elif layer.type == "flatten":
             width *= spatial
         elif layer.type == "global_avg_pool":
             spatial = 1
+        elif isinstance(layer, NormLayer):
+            params += 4 * width
         elif isinstance(layer, DenseLayer):
-            params += width * layer.units
+            params += (width + 1) * layer.units
             width = layer.units
-    return params + width * spec.classes
+    return params + (width + 1) * spec.classes

@@ -16,8 +16,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-import resnet_spec  # noqa: E402
-from resnet_spec.backends import get_backend  # noqa: E402
+import resnet_spec
+from resnet_spec.backends import get_backend
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BACKEND = get_backend("keras")

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import seed_models
 
 import resnet_spec
 from resnet_spec.backends import get_backend
-
-import seed_models
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RNG = np.random.default_rng(7)

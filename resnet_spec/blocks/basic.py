@@ -30,6 +30,7 @@ class BasicOptions(SpecModel):
     dropout_between_convs: Rate = 0.0
     """Dropout between the two convolutions (Wide ResNet)."""
     layer_bias: BasicLayerBias = BasicLayerBias()
+    """Bias of single convolutions by name (`conv1`, `conv2`), over the cascaded `conv_bias`."""
 
 
 class BasicStage(ZeroInitOption, BasicOptions, StageOptions):

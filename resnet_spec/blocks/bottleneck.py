@@ -35,6 +35,8 @@ class BottleneckOptions(SpecModel):
     width_multiplier: Annotated[float, Field(gt=0.0, le=64.0)] = 1.0
     """Wide ResNet (torchvision's wide_resnet50_2): multiplies the inner width."""
     layer_bias: BottleneckLayerBias = BottleneckLayerBias()
+    """Bias of single convolutions by name (`conv1`, `conv2`, `conv3`), over the cascaded
+    `conv_bias` (keras.applications' ResNet50V2: `{conv1: false, conv2: false}`)."""
 
 
 class BottleneckStage(ZeroInitOption, BottleneckOptions, StageOptions):

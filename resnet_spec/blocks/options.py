@@ -151,10 +151,12 @@ class StageOptions(SpecModel):
     shortcut: Shortcut = ProjectionShortcut()
     """Used where the block changes the shape (see `every_block` and `same_channels`)."""
     squeeze_excite: SqueezeExcite | None = None
+    """Squeeze-and-excitation on each block's residual branch, before the add (`{reduction: 16}`)."""
     stochastic_depth_rate: Rate = 0.0
     """Probability of dropping each block's residual branch during training (the whole stage;
     the top-level `stochastic_depth` gives a schedule over the network instead)."""
     defaults: LayerSettings | None = None
+    """The settings cascade for this stage's layers (norm, activation, initializer, conv_bias, kernel_l2, padding)."""
 
 
 class ZeroInitOption(SpecModel):
