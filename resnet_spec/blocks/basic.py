@@ -8,10 +8,9 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from ..spec_base import Rate, SpecModel
-from .builder import BlockBuilder
-from .kind import BlockKind, Place, Step, Whole
+from .kind import Place, Step, Whole
 from .options import StageOptions, ZeroInitOption
-from .units import post_activation
+from .units import PostActivated
 
 
 class BasicLayerBias(SpecModel):
@@ -45,11 +44,10 @@ def two_convs(place: Place, whole: Whole) -> list[Step]:
     return [Step(3, place.stride, width), Step(3, 1, width, dropout_before=options.dropout_between_convs)]
 
 
-class Basic(BlockKind):
-    name = "basic"
-    options: ClassVar[type[StageOptions]] = BasicStage
-    summary = "conv3x3(stride) - norm - act - [dropout] - conv3x3 - norm - [SE] - add(shortcut) - act"
-    conv_count = 2
+class Basic(
+    PostActivated, name="basic", options=BasicStage,
+    summary="conv3x3(stride) - norm - act - [dropout] - conv3x3 - norm - [SE] - add(shortcut) - act", convs=2,
+):
     refusals: ClassVar[dict[str, str]] = {
         "groups": "a basic block has one conv width",
         "width_per_group": "a basic block has one conv width",
@@ -60,6 +58,3 @@ class Basic(BlockKind):
 
     def steps(self, place: Place, whole: Whole) -> list[Step]:
         return two_convs(place, whole)
-
-    def branch(self, b: BlockBuilder, x: str) -> str:
-        return post_activation(b, x, self.steps(b.place, b.whole))

@@ -11,9 +11,9 @@ from pydantic import Field
 from ..spec_base import SpecModel
 from .basic import BasicLayerBias
 from .builder import BlockBuilder, fail
-from .kind import BlockKind, Place, Step, Whole
+from .kind import Place, Step, Whole
 from .options import StageOptions, ZeroInitOption
-from .units import post_activation
+from .units import PostActivated
 
 
 class BottleneckLayerBias(BasicLayerBias):
@@ -57,11 +57,10 @@ def three_convs(place: Place, whole: Whole) -> list[Step]:
     return [Step(1, first, inner), Step(3, middle, inner, options.groups), Step(1, 1, options.filters)]
 
 
-class Bottleneck(BlockKind):
-    name = "bottleneck"
-    options: ClassVar[type[StageOptions]] = BottleneckStage
-    summary = "conv1x1 - norm - act - conv3x3(groups) - norm - act - conv1x1 - norm - [SE] - add(shortcut) - act"
-    conv_count = 3
+class Bottleneck(
+    PostActivated, name="bottleneck", options=BottleneckStage,
+    summary="conv1x1 - norm - act - conv3x3(groups) - norm - act - conv1x1 - norm - [SE] - add(shortcut) - act", convs=3,
+):
     refusals: ClassVar[dict[str, str]] = {
         "dropout_between_convs": "a bottleneck block has no dropout between its convs",
         "source": "a bottleneck block has no pre-activated input",
@@ -70,13 +69,9 @@ class Bottleneck(BlockKind):
     def steps(self, place: Place, whole: Whole) -> list[Step]:
         return three_convs(place, whole)
 
-    def branch(self, b: BlockBuilder, x: str) -> str:
-        return post_activation(b, x, grouped(b, self.steps(b.place, b.whole)))
-
-
-def grouped(b: BlockBuilder, steps: list[Step]) -> list[Step]:
-    """The steps, once the grouped 3x3's width is known to be divisible by its groups (RS206)."""
-    middle = steps[1]
-    if middle.width % middle.groups:
-        fail("RS206", f"inner width {middle.width} is not divisible by groups={middle.groups}", (*b.origin, "groups"))
-    return steps
+    def built_steps(self, b: BlockBuilder) -> list[Step]:
+        steps = super().built_steps(b)
+        middle = steps[1]  # the grouped 3x3 (RS206 here says where: the stage's `groups`)
+        if middle.width % middle.groups:
+            fail("RS206", f"inner width {middle.width} is not divisible by groups={middle.groups}", (*b.origin, "groups"))
+        return steps

@@ -18,7 +18,14 @@ from ..spec_layers import ActivationLayer, BlockLayer, ConvLayer, LayerSettings,
 from .builder import BlockBuilder
 from .kind import BlockKind, Place, Step, Whole, rounded_up
 from .layer_list import LayerList, conv_filters
-from .options import AnyShortcut, BlockName, PreactProjectionShortcut, PreactShortcut, StageOptions, ZeroInitOption
+from .options import (
+    AnyShortcut,
+    BlockName,
+    PreactProjectionShortcut,
+    PreactShortcut,
+    PreactStageOptions,
+    ZeroInitOption,
+)
 
 if TYPE_CHECKING:
     from ..spec import ResNetSpec
@@ -42,7 +49,7 @@ def _not_a_builtin(schema: dict[str, object]) -> None:
     schema["not"] = {"enum": list(BUILTIN_NAMES)}
 
 
-class CustomStage(ZeroInitOption, StageOptions):
+class CustomStage(ZeroInitOption, PreactStageOptions):
     block: Annotated[BlockName, Field(json_schema_extra=_not_a_builtin)]
     """The name of a block under `blocks`."""
     shortcut: PreactShortcut = PreactProjectionShortcut()
@@ -60,10 +67,10 @@ def preactivation_length(block: CustomBlock) -> int:
     return 0
 
 
-class Custom(BlockKind):
-    name = "custom"
-    options: ClassVar[type[StageOptions]] = CustomStage
-    summary = "the `layers` of the named block - [SE] - add(shortcut) - act unless `activation_after_add: false`"
+class Custom(
+    BlockKind, name="custom", options=CustomStage,
+    summary="the `layers` of the named block - [SE] - add(shortcut) - act unless `activation_after_add: false`",
+):
     preactivated = True  # may begin with one; begins_with_preactivation says whether it does
     refusals: ClassVar[dict[str, str]] = {
         "groups": "a custom block gives each conv its own `groups`",

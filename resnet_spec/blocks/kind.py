@@ -73,12 +73,15 @@ class Place:
 
 
 class BlockKind:
-    """One kind of residual block; see the module docstring. Subclass, set the class attributes,
-    implement :meth:`steps` and :meth:`branch` (or override what differs), register an instance."""
+    """One kind of residual block; see the module docstring. Subclass with the kind's
+    ``name``, ``options`` (its stage model), ``summary`` (the block as a graph, for the language
+    reference) and ``convs`` (its depth) as class keywords, implement :meth:`steps` (or override
+    what differs), and register an instance in :data:`.registry.BUILTIN`."""
 
     name: ClassVar[str]
     options: ClassVar[type[StageOptions]]
-    summary: ClassVar[str]  # the block as a graph, for the language reference
+    summary: ClassVar[str]
+    conv_count: ClassVar[int] = 0
     # Whether the block may begin with a pre-activation (norm and activation before its first
     # conv): its projections then offer `source`. Built-in pre-activation kinds also end with
     # the add (nothing after it).
@@ -86,14 +89,29 @@ class BlockKind:
     # Option -> why it does not apply to this kind (the hint of RS111, after the kinds it applies to).
     refusals: ClassVar[dict[str, str]] = {}
 
+    def __init_subclass__(cls, *, name: str = "", options: type[StageOptions] | None = None, summary: str = "",
+                          convs: int | None = None, **kwargs: object) -> None:  # fmt: skip
+        super().__init_subclass__(**kwargs)
+        # Only what is given: a mixin between a kind and BlockKind must not shadow the kind's.
+        if name:
+            cls.name = name
+        if options is not None:
+            cls.options = options
+        if summary:
+            cls.summary = summary
+        if convs is not None:
+            cls.conv_count = convs
+
     def depth(self, spec: ResNetSpec, name: str) -> int:
         """Weighted layers on the main path: the convolutions of the residual branch."""
         return self.conv_count
 
-    conv_count: ClassVar[int] = 0
-
     def steps(self, place: Place, whole: Whole) -> list[Step]:
         raise NotImplementedError
+
+    def built_steps(self, b: BlockBuilder) -> list[Step]:
+        """The steps of the block ``b`` builds, checked as building needs (widths whole)."""
+        return self.steps(b.place, b.whole)
 
     def out_channels(self, place: Place, whole: Whole) -> int:
         return self.steps(place, whole)[-1].width

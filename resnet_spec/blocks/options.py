@@ -159,6 +159,13 @@ class StageOptions(SpecModel):
     """The settings cascade for this stage's layers (norm, activation, initializer, conv_bias, kernel_l2, padding)."""
 
 
+class PreactStageOptions(StageOptions):
+    """Options of a stage whose blocks may begin with a pre-activation: their projections have `source`."""
+
+    shortcut: PreactShortcut = PreactProjectionShortcut()
+    """Used where the block changes the shape (see `every_block`, `same_channels` and `source`)."""
+
+
 class ZeroInitOption(SpecModel):
     zero_init_last_norm: bool = False
     """Start the batch norm that ends the residual branch at gamma = 0 (the block then starts as

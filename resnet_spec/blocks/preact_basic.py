@@ -3,33 +3,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from .basic import Basic, BasicOptions
-from .builder import BlockBuilder
-from .options import PreactProjectionShortcut, PreactShortcut, StageOptions
-from .units import pre_activation, preactivate
+from .options import PreactStageOptions
+from .units import PreActivated
 
 
-class PreactBasicStage(BasicOptions, StageOptions):
+class PreactBasicStage(BasicOptions, PreactStageOptions):
     block: Literal["preact_basic"]
     """norm - act - conv3x3 - norm - act - conv3x3 - add."""
-    shortcut: PreactShortcut = PreactProjectionShortcut()
-    """Used where the block changes the shape (see `every_block`, `same_channels` and `source`)."""
 
 
-class PreactBasic(Basic):
-    name = "preact_basic"
-    options: ClassVar[type[StageOptions]] = PreactBasicStage
-    summary = "norm - act - conv3x3(stride) - norm - act - [dropout] - conv3x3 - [SE] - add(shortcut)"
-    preactivated = True
-    refusals: ClassVar[dict[str, str]] = {
-        **{k: v for k, v in Basic.refusals.items() if k != "source"},
-        "zero_init_last_norm": "a pre-activation block ends in a conv, not a norm",
-    }
-
-    def preactivation(self, b: BlockBuilder, x: str) -> str:
-        return preactivate(b, x)
-
-    def branch(self, b: BlockBuilder, x: str) -> str:
-        return pre_activation(b, x, self.steps(b.place, b.whole))
+class PreactBasic(
+    PreActivated, Basic, name="preact_basic", options=PreactBasicStage,
+    summary="norm - act - conv3x3(stride) - norm - act - [dropout] - conv3x3 - [SE] - add(shortcut)",
+):
+    """``basic`` in the pre-activation arrangement (see :class:`.units.PreActivated`)."""

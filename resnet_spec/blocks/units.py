@@ -12,8 +12,10 @@ cascaded ``conv_bias``.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from .builder import BlockBuilder
-from .kind import Step
+from .kind import BlockKind, Step
 
 
 def _conv(b: BlockBuilder, index: int, x: str, step: Step) -> str:
@@ -46,3 +48,31 @@ def pre_activation(b: BlockBuilder, preactivated: str, steps: list[Step]) -> str
             h = b.dropout("dropout", h, step.dropout_before)
         h = _conv(b, i, h, step)
     return h
+
+
+class PostActivated(BlockKind):
+    """A built-in kind in the post-activation arrangement (``basic``, ``bottleneck``)."""
+
+    def branch(self, b: BlockBuilder, x: str) -> str:
+        return post_activation(b, x, self.built_steps(b))
+
+
+class PreActivated(BlockKind):
+    """The pre-activation variant of a built-in kind: ``class PreactX(PreActivated, X)``. It
+    refuses what X refuses but ``source``, and ``zero_init_last_norm`` (it ends in a conv)."""
+
+    preactivated = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        post = next(base for base in cls.__mro__[1:] if issubclass(base, PostActivated))
+        cls.refusals = {k: v for k, v in post.refusals.items() if k != "source"}
+        cls.refusals["zero_init_last_norm"] = "a pre-activation block ends in a conv, not a norm"
+
+    refusals: ClassVar[dict[str, str]] = {}
+
+    def preactivation(self, b: BlockBuilder, x: str) -> str:
+        return preactivate(b, x)
+
+    def branch(self, b: BlockBuilder, x: str) -> str:
+        return pre_activation(b, x, self.built_steps(b))
