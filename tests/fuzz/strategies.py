@@ -14,10 +14,12 @@ padding form; norm; activation; zero_pad; max_pool and avg_pool with their paddi
 ``count_padding``; dropout); the four built-in block kinds and custom blocks (convs with
 ``filters`` / ``filters_ratio`` / neither, ``stride: block``, groups, zero_pad + valid conv,
 stride-1 pools, their own shortcut and defaults, ``activation_after_add``); ``first_block``;
-every shortcut kind and option (``norm``, ``bias``, ``every_block``, ``source``); the stride in
-the first or in a later stage, ``stride_placement``, ``bottleneck_ratio``, ``groups`` /
-``width_per_group``, ``width_multiplier``, ``squeeze_excite``, ``stochastic_depth_rate``,
-``dropout_between_convs``, ``zero_init_last_norm``; the settings cascade at every level (norm
+every shortcut kind and option (``norm``, ``bias``, ``every_block``, ``same_channels``, ``order``,
+``source``); the stride in the first or in a later stage, on the first or the last block
+(``stride_block``), ``stride_placement``, ``bottleneck_ratio``, ``groups`` /
+``width_per_group``, ``width_multiplier``, ``layer_bias``, ``squeeze_excite``,
+``stochastic_depth_rate`` or the network's ``stochastic_depth``, ``dropout_between_convs``,
+``zero_init_last_norm``, each only on the block kinds it applies to (elsewhere it is RS111); the settings cascade at every level (norm
 settings, activations, initializers, ``conv_bias``, ``kernel_l2``, every padding form); block
 counts given per stage or derived from ``depth``; heads (default, global_avg_pool, avg/max pool +
 flatten, flatten, dense with activations, norm, dropout) and ``output: logits | softmax``;
