@@ -91,7 +91,8 @@ def resnet_v1_spec(depth=20, shortcut="zero_pad"):
         },
         "stem": [{"type": "conv", "filters": 16, "kernel_size": 3}, {"type": "norm"}, {"type": "activation"}],
         "stages": [
-            {"block": "basic", "filters": f, "stride": s, "blocks": n, "shortcut": {"kind": shortcut, "norm": False}}
+            {"block": "basic", "filters": f, "stride": s, "blocks": n,
+             "shortcut": {"kind": "zero_pad"} if shortcut == "zero_pad" else {"kind": shortcut, "norm": False}}
             for f, s in ((16, 1), (32, 2), (64, 2))
         ],
         "head": {"classifier": {"initializer": "he_normal"}},

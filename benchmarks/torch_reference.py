@@ -190,7 +190,7 @@ def imagenet_spec(kind: str = "resnet18", size: int = 224, classes: int = 1000) 
     widths = [256, 512, 1024, 2048] if bottleneck else [64, 128, 256, 512]
     stages = [
         {"block": "bottleneck" if bottleneck else "basic", "blocks": n, "filters": f, "stride": s,
-         "stride_placement": "3x3", "shortcut": {"kind": "projection", "norm": True}}
+         **({"stride_placement": "3x3"} if bottleneck else {}), "shortcut": {"kind": "projection", "norm": True}}
         for n, f, s in zip(counts, widths, [1, 2, 2, 2])
     ]  # fmt: skip
     return {

@@ -1,19 +1,21 @@
 """Size budget: refuse absurd networks before allocating a single node, saying how big they
 would have been.
 
-The estimate is an upper bound of the usual kind (every block's convolutions at full width,
-three 3x3 convolutions per block), computed with Python integers so that even 10^12 filters or
-a depth of 10^9 cannot overflow it. It only has to be right to an order of magnitude.
+Each block kind estimates its own branch with the code that builds it (the widths of
+:meth:`~resnet_spec.blocks.kind.BlockKind.steps`, rounded up; a custom block's conv widths), in
+exact integer and fraction arithmetic, so that even 10^12 filters or a depth of 10^9 cannot
+overflow it; a projection and squeeze-excite are added for every block. It only has to be right
+to an order of magnitude: after the shape pass :func:`check_exact` counts exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
 
+from .blocks.kind import Place
+from .blocks.registry import kind_of, view
 from .diagnostics import Diagnostic, KeyPath, show_int
-from .spec import ConvLayer, DenseLayer, ResNetSpec
+from .spec import AvgPoolLayer, ConvLayer, DenseLayer, MaxPoolLayer, NormLayer, ResNetSpec, StageOptions
 
 MAX_BLOCKS = 20_000
 MAX_NODES = 500_000
@@ -49,9 +51,8 @@ def estimate(spec: ResNetSpec, counts: tuple[int, ...]) -> Estimate:
     biggest = -1
     culprit: KeyPath = ("stages",)
     for i, (stage, blocks) in enumerate(zip(spec.stages, counts)):
-        block_params, block_nodes, width = _block(spec, stage, channels)
-        stage_params = blocks * block_params
-        nodes += blocks * block_nodes
+        stage_params, stage_nodes, width = _stage(spec, stage, blocks, channels)
+        nodes += stage_nodes
         if stage_params > biggest:
             biggest = stage_params
             culprit = ("stages", i, "blocks") if blocks > MAX_BLOCKS // 4 else ("stages", i, "filters")
@@ -97,32 +98,21 @@ def check_exact(params: int, nodes: int) -> list[Diagnostic]:
     ]
 
 
-def _block(spec: ResNetSpec, stage: Any, channels: int) -> tuple[int, int, int]:
-    """(parameters, nodes, output channels) of one block, an over-estimate of the usual kind."""
-    kinds = {stage.block, stage.first_block or stage.block}
-    custom = [spec.blocks[k] for k in kinds if k in spec.blocks]
-    # Fractions, not floats: a filter count may have hundreds of digits.
-    multiplier = Fraction(max(stage.width_multiplier, 1))
-    width = max(1, int(stage.filters * multiplier))
-    inner = width
-    if stage.width_per_group is not None:
-        inner = int(stage.groups * stage.width_per_group * multiplier)
-    elif any("bottleneck" in kind for kind in kinds):
-        inner = max(1, int(stage.filters / Fraction(stage.bottleneck_ratio) * multiplier))
-    groups = max(stage.groups, 1)
-    params = 2 * inner * max(width, channels) + 9 * inner * inner // groups + 18 * width * max(width, channels)
-    nodes = 16
-    for block in custom:
-        cin, block_params = channels, 0
-        for layer in block.layers:
-            if isinstance(layer, ConvLayer):
-                filters = layer.filters or max(1, int(stage.filters * Fraction(layer.filters_ratio or 1)))
-                k = layer.kernel_size if isinstance(layer.kernel_size, int) else max(layer.kernel_size)
-                block_params += k * k * cin * filters // max(layer.groups, 1)
-                cin = filters
-        params = max(params, block_params)
-        nodes = max(nodes, len(block.layers) + 6)
-    return params, nodes, width
+def _stage(spec: ResNetSpec, stage: StageOptions, blocks: int, channels: int) -> tuple[int, int, int]:
+    """(parameters, nodes, output channels) of a stage: each kind's own estimate of its branch
+    (the widths the expander builds, rounded up), plus a projection and squeeze-excite each."""
+    params = nodes = 0
+    for name, count in ((stage.first_block or stage.block, 1), (stage.block, blocks - 1)):
+        if count:
+            kind = kind_of(name)
+            branch, branch_nodes, out = kind.estimate(Place(spec, name, view(stage, kind, name), channels, stage.stride))
+            extra, extra_nodes = channels * out + 4 * out, 6  # projection (pool, conv, norm), drop path, add, act
+            if stage.squeeze_excite is not None:
+                extra, extra_nodes = extra + 2 * out * (out // stage.squeeze_excite.reduction + 1), extra_nodes + 6
+            params += count * (branch + extra)
+            nodes += count * (branch_nodes + extra_nodes)
+            channels = out
+    return params, nodes, channels
 
 
 def _total_stride(spec: ResNetSpec) -> int:
@@ -142,8 +132,10 @@ def _stem_params(spec: ResNetSpec) -> tuple[int, int]:
     for layer in spec.stem:
         if isinstance(layer, ConvLayer) and layer.filters:
             k = layer.kernel_size if isinstance(layer.kernel_size, int) else max(layer.kernel_size)
-            params += k * k * channels * layer.filters
+            params += k * k * channels * layer.filters + layer.filters
             channels = layer.filters
+        elif isinstance(layer, NormLayer):
+            params += 4 * channels
     return params, channels
 
 
@@ -152,11 +144,17 @@ def _head_params(spec: ResNetSpec, channels: int) -> int:
     spatial = -(-spec.input.height // stride) * -(-spec.input.width // stride)
     params, width = 0, channels
     for layer in spec.head.layers:
-        if layer.type == "flatten":
+        if isinstance(layer, (AvgPoolLayer, MaxPoolLayer)):  # padding aside, a pool divides by its stride
+            value = layer.stride if layer.stride is not None else layer.pool_size
+            stride = value if isinstance(value, int) else max(value)
+            spatial = max(1, spatial // (stride * stride))
+        elif layer.type == "flatten":
             width *= spatial
         elif layer.type == "global_avg_pool":
             spatial = 1
+        elif isinstance(layer, NormLayer):
+            params += 4 * width
         elif isinstance(layer, DenseLayer):
-            params += width * layer.units
+            params += (width + 1) * layer.units
             width = layer.units
-    return params + width * spec.classes
+    return params + (width + 1) * spec.classes

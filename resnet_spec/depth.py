@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from . import budget
+from .blocks.registry import kind_of
 from .diagnostics import Diagnostic, digit_count, show_int
-from .spec import ConvLayer, ResNetSpec, Stage
-
-BLOCK_DEPTH = {"basic": 2, "preact_basic": 2, "bottleneck": 3, "preact_bottleneck": 3}
+from .spec import ConvLayer, ResNetSpec, StageOptions
 
 
 @dataclass(frozen=True)
@@ -26,12 +25,11 @@ class DepthResult:
 
 
 def block_depth(spec: ResNetSpec, kind: str) -> int:
-    if kind in BLOCK_DEPTH:
-        return BLOCK_DEPTH[kind]
-    return sum(isinstance(layer, ConvLayer) for layer in spec.blocks[kind].layers)
+    """What one block of ``kind`` (a built-in kind or a custom block's name) adds to the depth."""
+    return kind_of(kind).depth(spec, kind)
 
 
-def _stage_depth(spec: ResNetSpec, stage: Stage, blocks: int) -> int:
+def _stage_depth(spec: ResNetSpec, stage: StageOptions, blocks: int) -> int:
     first = block_depth(spec, stage.first_block or stage.block)
     return first + (blocks - 1) * block_depth(spec, stage.block)
 

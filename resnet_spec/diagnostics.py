@@ -80,6 +80,7 @@ CODES: dict[str, CodeInfo] = {
     "RS108": CodeInfo("unknown block kind", "A stage names a block kind that is neither built in nor declared under `blocks`."),
     "RS109": CodeInfo("misplaced layer option", "A layer option that only makes sense elsewhere (for example `stride: block` outside a custom block)."),
     "RS110": CodeInfo("too many problems", "The document has more problems than are listed (the first 100 are); this one says how many more, at the first of them."),
+    "RS111": CodeInfo("option does not apply here", "An option that the stage's block kind (or its shortcut's kind) would not build: the hint names the kinds it applies to."),
     # RS2xx: architecture (the graph passes)
     "RS201": CodeInfo("residual shape mismatch", "The two inputs of a residual add have different shapes."),
     "RS202": CodeInfo("spatial size vanishes", "A layer would produce a feature map with zero height or width."),

@@ -12,13 +12,18 @@ Conventions every backend must follow:
 
 * Feature maps are described as (height, width, channels). Backends choose their own memory
   layout (Keras NHWC, PyTorch NCHW); shapes in :mod:`resnet_spec.shapes` are layout-free.
-* Padding is explicit and per side: ``(top, bottom, left, right)``. The expander leaves "same"
-  symbolic (it depends on the input size); :func:`resnet_spec.shapes.analyze` returns the graph
-  with it resolved to TensorFlow's rule (extra row/column at the bottom/right). Backends only
-  ever see resolved graphs.
+* Padding is explicit and per side: ``(top, bottom, left, right)``, resolved before a node is
+  stored: the expander knows each input's size when it adds a node, so a spec's "same" becomes
+  TensorFlow's rule for that size (extra row/column at the bottom/right) right there
+  (:func:`resnet_spec.shapes.resolve_padding`).
 * Convolutions and max pooling pad with zeros and with minus infinity respectively (never
   zero-padding before a max); average pooling divides by the number of *real* (unpadded) cells
   when ``count_padding`` is false (TensorFlow "same"), by the full window when true.
+* Node order is weight order. Both backends list a network's weights in graph order: PyTorch
+  registers one module per node in this order, and Keras, which orders layers by their depth,
+  receives each add's operands in graph order, so that equally deep layers follow it too. A
+  residual block lists its branch before its shortcut unless the spec says otherwise.
+* The output is named explicitly (``Graph.output``), never inferred from the last node.
 * Batch normalization's ``decay`` is the weight of the old running statistic
   (``running = decay * running + (1 - decay) * batch``; PyTorch's ``momentum`` is ``1 - decay``).
   ``running_variance`` says whether the running variance accumulates the biased batch variance
@@ -155,7 +160,8 @@ class DropPath(Node):
 
 @dataclass(frozen=True)
 class Add(Node):
-    """Residual merge: inputs[0] is the residual branch, inputs[1] the shortcut."""
+    """Residual merge: inputs[0] is the residual branch, inputs[1] the shortcut (whichever of
+    them the graph lists first; see "node order is weight order" above)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,8 @@ OP_NAMES: dict[type[Node], str] = {
 
 @dataclass
 class Graph:
-    """Nodes in topological order; ``output`` names the node whose value the model returns."""
+    """Nodes in topological order; ``output`` names the node whose value the model returns (set
+    by whoever builds the graph, with :meth:`set_output`)."""
 
     nodes: list[Node] = field(default_factory=list)
     output: str = ""
@@ -225,8 +232,21 @@ class Graph:
                 raise ValueError(f"node {name!r} reads unknown node {source!r}")
         self.nodes.append(node)
         by_name[name] = node
-        self.output = name
         return name
+
+    def replace(self, node: Node) -> None:
+        """Put ``node`` in the place of the node of the same name (same inputs: the structure
+        stays as it was). Looked for from the end: callers replace what they just added."""
+        old = self._by_name[node.name]
+        if old.inputs != node.inputs:
+            raise ValueError(f"replacing {node.name!r} must keep its inputs")
+        index = next(i for i in range(len(self.nodes) - 1, -1, -1) if self.nodes[i] is old)
+        self.nodes[index] = self._by_name[node.name] = node
+
+    def set_output(self, name: str) -> None:
+        if name not in self._by_name:
+            raise ValueError(f"the output {name!r} is not a node of the graph")
+        self.output = name
 
     def __getitem__(self, name: str) -> Node:
         return self._by_name[name]

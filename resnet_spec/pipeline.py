@@ -144,5 +144,5 @@ def build_architecture(source: Source, *, overrides: Sequence[str] = (), filenam
 
 
 def _located(doc: loader.LoadedDocument, problems: list[Diagnostic]) -> Report:
-    prefer = {"RS101": "key", "RS102": "value"}
+    prefer = {"RS101": "key", "RS102": "value", "RS111": "key"}
     return Report([doc.source.attach(d, prefer=prefer.get(d.code, "value")) for d in problems])  # type: ignore[arg-type]

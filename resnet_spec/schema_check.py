@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from .blocks import applicability
 from .diagnostics import Diagnostic, KeyPath, digit_count, show_int
 from .spec import ResNetSpec
 
@@ -70,7 +71,7 @@ def translate(errors: Iterable[dict[str, Any]], data: Any) -> list[Diagnostic]:
     places = list(by_path.items())
     hints = _KeyHints(data)
     found = [_diagnose(path, errs, data, hints) for path, errs in places[:MAX_DIAGNOSTICS]]
-    found = _drop_missing_explained_by_typo(found)
+    found = list(dict.fromkeys(_drop_missing_explained_by_typo(found)))  # one RS108 for a stage's keys
     if len(places) > MAX_DIAGNOSTICS:
         found.append(_more_problems(places[MAX_DIAGNOSTICS][0], len(places) - MAX_DIAGNOSTICS))
     return found
@@ -135,7 +136,14 @@ def data_path(loc: Iterable[str | int], data: Any) -> KeyPath:
 def _is_label(part: str) -> bool:
     return part.startswith(("literal[", "list[", "function-", "json-or-python")) or part in {
         "int", "float", "str", "bool", "none", "constrained-int", "constrained-float", "Shortcut", "str-enum",
+        *_UNION_TAGS,
     }  # fmt: skip
+
+
+# Tags of the unions told apart by a function (stages by `block`, shortcuts by `kind`): they
+# appear in pydantic's locations but are no keys of the document.
+_UNION_TAGS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck", "custom", "identity", "zero_pad",
+               "projection", "avg_pool_projection")  # fmt: skip
 
 
 def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _KeyHints) -> Diagnostic:
@@ -143,7 +151,10 @@ def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _Ke
     received = _value_at(data, path)
     where = ".".join(map(str, path)) or "the top level"
     if "extra_forbidden" in kinds:
-        return Diagnostic("RS101", f"unknown key `{path[-1]}`", hint=hints.hint(path[:-1], str(path[-1])), key_path=path)
+        # An option of another block or shortcut kind says where it applies (RS111).
+        return applicability.explain(path, data) or Diagnostic(
+            "RS101", f"unknown key `{path[-1]}`", hint=hints.hint(path[:-1], str(path[-1])), key_path=path
+        )
     if "missing" in kinds:
         return Diagnostic("RS102", f"missing required key `{path[-1]}`", hint=_missing_hint(path), key_path=path)
     if path == ("version",):
@@ -156,7 +167,9 @@ def _diagnose(path: KeyPath, errors: list[dict[str, Any]], data: Any, hints: _Ke
         return Diagnostic("RS102", f"this item needs a `{tag}` key", hint=_choices_hint(_tags(errors)), key_path=path)
     if "union_tag_invalid" in kinds:
         ctx = errors[0]["ctx"]
-        return _unknown_value(path, ctx["tag"], _quoted(ctx["expected_tags"]), key_path_suffix=ctx["discriminator"])
+        # The tag's key, unless the value is a bare name (`shortcut: option_a`).
+        suffix = ctx["discriminator"] if isinstance(received, dict) else None
+        return _unknown_value(path, ctx["tag"], _quoted(ctx["expected_tags"]), key_path_suffix=suffix)
     literals = [e for e in errors if e["type"] in {"literal_error", "enum"}]
     if literals and isinstance(received, str):
         options = [opt for e in literals for opt in _quoted(e["ctx"]["expected"])]
@@ -198,8 +211,8 @@ class _KeyHints:
 
 
 def _unknown_value(path: KeyPath, value: str, options: list[str], key_path_suffix: str | None = None) -> Diagnostic:
-    if key_path_suffix:
-        path = (*path, key_path_suffix.strip("'"))
+    if key_path_suffix:  # 'type', or kind() for a union told apart by a function of that name
+        path = (*path, key_path_suffix.strip("'").removesuffix("()"))
     match = difflib.get_close_matches(str(value), options, n=1, cutoff=0.6)
     hint = f"did you mean '{match[0]}'? " if match else ""
     return Diagnostic(
@@ -358,6 +371,21 @@ def allowed_keys(path: KeyPath, data: Any) -> list[str]:
     return [] if node is None else sorted(_resolve(_schema(), node, _value_at(data, path)).get("properties", {}))
 
 
+def _matching(root: dict[str, Any], branches: list[dict[str, Any]], value: Any) -> dict[str, Any]:
+    """The branch whose fixed values (``const`` properties: a stage's `block`, a shortcut's
+    `kind`) agree with ``value``; else the one without any (the custom-block stage, the default
+    projection); else the first."""
+    loose = None
+    for branch in branches:
+        target = root["$defs"][branch["$ref"].rsplit("/", 1)[-1]] if "$ref" in branch else branch
+        fixed = {k: p["const"] for k, p in target.get("properties", {}).items() if "const" in p}
+        if fixed and isinstance(value, dict) and all(value.get(k, target["properties"][k].get("default")) == v for k, v in fixed.items()):
+            return branch
+        if not fixed and loose is None:
+            loose = branch
+    return loose or branches[0]
+
+
 def _resolve(root: dict[str, Any], node: dict[str, Any], value: Any) -> dict[str, Any]:
     """Follow $ref, and pick the anyOf/oneOf branch that fits ``value`` (by discriminator or by object-ness)."""
     for _ in range(16):
@@ -369,8 +397,8 @@ def _resolve(root: dict[str, Any], node: dict[str, Any], value: Any) -> dict[str
             node = {"$ref": target} if target else {}
         elif "anyOf" in node or "oneOf" in node:
             branches = node.get("anyOf") or node.get("oneOf") or []
-            objects = [b for b in branches if "$ref" in b or b.get("type") == "object" or "properties" in b]
-            node = objects[0] if objects else {}
+            objects = [b for b in branches if "$ref" in b or b.get("type") == "object" or "properties" in b or "oneOf" in b]
+            node = _matching(root, objects, value) if objects else {}
         else:
             return node
     return node

@@ -20,10 +20,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from . import graph as g
 from .diagnostics import Diagnostic
+
+PaddingSetting = Literal["same", "valid", "symmetric"] | int | list[int]
 
 Shape = tuple[int, ...]  # (H, W, C) for feature maps, (C,) for vectors
 
@@ -40,7 +42,7 @@ class NodeInfo(NamedTuple):
 
 @dataclass
 class Analysis:
-    graph: g.Graph  # the input graph with every "same" padding resolved to per-side integers
+    graph: g.Graph
     info: dict[str, NodeInfo]
     diagnostics: list[Diagnostic]
 
@@ -71,7 +73,7 @@ class ShapeProblem(Exception):
 
 
 def analyze(graph: g.Graph) -> Analysis:
-    resolved: list[g.Node] = []
+    """Every node's output shape, parameters and MACs, and every problem found, in one pass."""
     info: dict[str, NodeInfo] = {}
     diagnostics: list[Diagnostic] = []
     for node in graph:
@@ -79,20 +81,24 @@ def analyze(graph: g.Graph) -> Analysis:
             shapes = [info[name].output_shape for name in node.inputs]
         except KeyError:
             continue  # an input already failed and was reported
-        try:
-            if type(node) in _PADDED:
-                node = resolve_same_padding(node, *shapes)
-            info[node.name] = _rule_for(type(node))(node, *shapes)
-        except ShapeProblem as problem:
+        found, problem = step(node, shapes)
+        if problem is not None:
             diagnostics.append(
                 Diagnostic(problem.code, f"{node.name}: {problem.message}", hint=problem.hint, key_path=node.origin)
             )
-            if not isinstance(node, g.Add):
-                continue
-            info[node.name] = NodeInfo(shapes[0])  # go on with the branch's shape: report every bad add
-        resolved.append(node)
-    # The input graph was already checked node by node when it was built; no need to re-add.
-    return Analysis(g.Graph(resolved, graph.output), info, diagnostics)
+        if found is not None:
+            info[node.name] = found
+    return Analysis(graph, info, diagnostics)
+
+
+def step(node: g.Node, shapes: list[Shape]) -> tuple[NodeInfo | None, ShapeProblem | None]:
+    """One node of the pass: its info, or the problem that stops everything downstream of it.
+    A residual add whose shapes differ is reported and the pass goes on with the branch's shape,
+    so that every bad add of a network is reported at once."""
+    try:
+        return _rule_for(type(node))(node, *shapes), None
+    except ShapeProblem as problem:
+        return (NodeInfo(shapes[0]) if isinstance(node, g.Add) else None), problem
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -101,17 +107,28 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-_PADDED = (g.Conv2D, g.MaxPool, g.AvgPool)
+def resolve_padding(value: PaddingSetting, kernel: g.Pair, strides: g.Pair, shape: Shape | None) -> g.Padding4:
+    """A spec's padding as (top, bottom, left, right) for a window over an input of ``shape``.
+
+    Only "same" depends on the input's size. Where that size is unknown (downstream of a node
+    that failed the shape rules, which :func:`analyze` reports, skipping everything after it)
+    zero padding stands in: such a graph is never handed to a backend."""
+    if value == "same":
+        if shape is None or len(shape) != 3:
+            return (0, 0, 0, 0)
+        return same_padding(shape[0], kernel[0], strides[0]) + same_padding(shape[1], kernel[1], strides[1])
+    if value == "valid":
+        return (0, 0, 0, 0)
+    if value == "symmetric":
+        return (kernel[0] // 2, kernel[0] // 2, kernel[1] // 2, kernel[1] // 2)
+    return explicit_padding(value)
 
 
-def resolve_same_padding(node: g.Node, *shapes: Shape) -> g.Node:
-    if type(node) not in _PADDED or node.padding != "same":  # type: ignore[attr-defined]
-        return node
-    h, w, _ = _feature_map(node, shapes[0])
-    kernel = node.kernel_size if isinstance(node, g.Conv2D) else node.pool_size  # type: ignore[attr-defined]
-    strides = node.strides  # type: ignore[attr-defined]
-    padding = same_padding(h, kernel[0], strides[0]) + same_padding(w, kernel[1], strides[1])
-    return g.evolve(node, padding=padding)
+def explicit_padding(value: int | list[int]) -> g.Padding4:
+    if isinstance(value, int):
+        return (value, value, value, value)
+    top, bottom, left, right = value
+    return (top, bottom, left, right)
 
 
 def fmt(shape: Shape) -> str:
@@ -125,7 +142,8 @@ def _feature_map(node: g.Node, shape: Shape) -> tuple[int, int, int]:
             f"{node.op} needs a feature map (height, width, channels), got a vector of {fmt(shape)}",
             "put spatial layers before `flatten` / `global_avg_pool` in the head",
         )
-    return shape  # type: ignore[return-value]
+    h, w, c = shape
+    return h, w, c
 
 
 def _window_output(node: g.Node, size: int, kernel: int, stride: int, pad: tuple[int, int], axis: str) -> int:

@@ -110,7 +110,7 @@ def keras_applications_resnet50(size: int = 224) -> dict:
     """keras.applications.ResNet50(weights=None, include_top=True, classes=1000) as a spec."""
     stages = [
         {"block": "bottleneck", "blocks": n, "filters": f, "stride": s, "stride_placement": "first_1x1",
-         "shortcut": {"kind": "projection", "norm": True}}
+         "shortcut": {"kind": "projection", "norm": True, "order": "shortcut_first"}}
         for n, f, s in ((3, 256, 1), (4, 512, 2), (6, 1024, 2), (3, 2048, 2))
     ]  # fmt: skip
     return {

@@ -116,6 +116,9 @@ def test_torchvision_parameter_counts(name: str, trainable: int) -> None:
 KERAS_COUNTS = [
     # keras.applications.ResNet50 (weights=None), with its top.
     ("keras_resnet50_imagenet", 25_583_592, 25_636_712),
+    # keras.applications.ResNet50V2 / ResNet101V2 (weights=None), with their top.
+    ("keras_resnet50v2_imagenet", 25_568_360, 25_613_800),
+    ("keras_resnet101v2_imagenet", 44_577_896, 44_675_560),
     # keras.applications.ResNet50(include_top=False, 64x64x3) + GAP + dropout + dense 6.
     ("keras_applications_resnet50", 23_546_886, 23_600_006),
     # Seeds, rebuilt in Keras from /work/shared/seed-systems.md (the signs notebook reports the same

@@ -16,8 +16,9 @@ import resnet_spec
 from resnet_spec.backends import get_backend
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
-# Deep nets: full check in the slow profile only (ResNet-1202 has 4,208 nodes).
-SLOW = {"resnet1202_cifar10", "resnet152", "resnet101", "resnet_v2_164_cifar10", "wide_resnet28_10_cifar10"}
+# Deep nets: full check in the slow profile only (ResNet-1202 has 4,208 nodes; ResNet101V2 is checked
+# against keras.applications at 224x224 in tests/test_keras_applications_v2.py).
+SLOW = {"resnet1202_cifar10", "resnet152", "resnet101", "keras_resnet101v2_imagenet", "resnet_v2_164_cifar10", "wide_resnet28_10_cifar10"}
 
 
 def _reduced(path: Path) -> list[str]:

@@ -49,3 +49,16 @@ def test_json_schema_rejects_what_the_schema_check_rejects(path: Path) -> None:
     """Editors using the schema flag the same structural mistakes as `resnet-spec validate`."""
     errors = list(jsonschema.Draft202012Validator(schema.generate()).iter_errors(yaml.safe_load(path.read_text())))
     assert errors
+
+
+# Options of another block or shortcut kind (RS111) that the schema itself excludes: each kind's
+# model has exactly its own fields. (The RS111 that need the whole spec, such as a custom block
+# without a pre-activation, are the validator's alone.)
+KIND_OPTIONS = ["groups_on_basic", "dropout_on_bottleneck", "zero_init_on_preact", "source_on_basic", "norm_on_zero_pad_shortcut"]
+
+
+@pytest.mark.parametrize("name", KIND_OPTIONS)
+def test_json_schema_rejects_options_of_other_kinds(name: str) -> None:
+    path = REPO / "tests" / "malformed" / f"{name}.yaml"
+    assert path.read_text().startswith("# expect: RS111")
+    assert list(jsonschema.Draft202012Validator(schema.generate()).iter_errors(yaml.safe_load(path.read_text())))

@@ -69,6 +69,7 @@ def build_model(arch: Any, *, dtype: str = "float32", **options: Any) -> keras.M
     if dtype not in DTYPES:
         raise BackendError(f"dtype must be float32 or float64 (mixed precision is a training setting), not {dtype!r}")
     graph, info = arch.graph, arch.analysis.info
+    position = {node.name: index for index, node in enumerate(graph)}
     tensors: dict[str, Any] = {}
     # float32 keeps the global policy, which the trainer sets to a mixed one while it builds.
     precision = _dtype_policy(dtype) if dtype != "float32" else contextlib.nullcontext()
@@ -77,7 +78,8 @@ def build_model(arch: Any, *, dtype: str = "float32", **options: Any) -> keras.M
             if isinstance(node, g.Input):
                 tensors[node.name] = keras.Input(shape=node.shape, name=node.name)
                 continue
-            inputs = [tensors[name] for name in node.inputs]
+            names = sorted(node.inputs, key=position.__getitem__) if isinstance(node, g.Add) else node.inputs
+            inputs = [tensors[name] for name in names]
             tensors[node.name] = _BUILDERS[type(node)](node, inputs, info[node.inputs[0]].output_shape)
         return keras.Model(tensors[graph.input.name], tensors[graph.output], name=model_name(arch.name))
 
@@ -180,13 +182,13 @@ def _simple(make: Callable[[Any], keras.layers.Layer]) -> Builder:
 
 
 def _add(node: g.Add, inputs: list[Any], shape: tuple[int, ...]) -> Any:
-    # The graph lists (branch, shortcut); hand-written Keras ResNets (keras.applications, the
-    # Keras CIFAR-10 examples) call add([shortcut, branch]). Keras orders model.layers by depth,
-    # ties by a depth-first walk that follows this list, so passing the shortcut first gives
-    # model.layers and get_weights() the same order as those models (weights copy across by
-    # position). Float addition is commutative: the output is the same either way.
-    branch, shortcut = inputs
-    return keras.layers.Add(name=node.name)([shortcut, branch])
+    # The operands come in graph order (build_model sorts them): Keras orders model.layers by
+    # depth, ties by a depth-first walk that follows this list, so get_weights() lists equally
+    # deep layers of the branch and the shortcut in the order the graph writes them, as the
+    # hand-written model does (`Add()([x, shortcut])`, or keras.applications'
+    # `Add()([shortcut, x])` for `order: shortcut_first`). Float addition is commutative: the
+    # output is the same either way.
+    return keras.layers.Add(name=node.name)(inputs)
 
 
 _BUILDERS: dict[type[g.Node], Builder] = {

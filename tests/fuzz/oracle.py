@@ -256,9 +256,10 @@ def _walk(spec: dict[str, Any], visit_stem: Any, visit_block: Any, state: Any) -
     state = visit_stem(state)
     outs = []
     for stage, n in zip(spec["stages"], block_counts(spec)):
+        strided = n - 1 if stage.get("stride_block") == "last" else 0  # which block carries the stride
         for b in range(n):
             kind = stage.get("first_block") if b == 0 and stage.get("first_block") else stage.get("block", "basic")
-            state = visit_block(state, kind, stage, stage.get("stride", 1) if b == 0 else 1)
+            state = visit_block(state, kind, stage, stage.get("stride", 1) if b == strided else 1)
         outs.append(state)
     return state, outs
 

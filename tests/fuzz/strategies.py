@@ -14,10 +14,12 @@ padding form; norm; activation; zero_pad; max_pool and avg_pool with their paddi
 ``count_padding``; dropout); the four built-in block kinds and custom blocks (convs with
 ``filters`` / ``filters_ratio`` / neither, ``stride: block``, groups, zero_pad + valid conv,
 stride-1 pools, their own shortcut and defaults, ``activation_after_add``); ``first_block``;
-every shortcut kind and option (``norm``, ``bias``, ``every_block``, ``source``); the stride in
-the first or in a later stage, ``stride_placement``, ``bottleneck_ratio``, ``groups`` /
-``width_per_group``, ``width_multiplier``, ``squeeze_excite``, ``stochastic_depth_rate``,
-``dropout_between_convs``, ``zero_init_last_norm``; the settings cascade at every level (norm
+every shortcut kind and option (``norm``, ``bias``, ``every_block``, ``same_channels``, ``order``,
+``source``); the stride in the first or in a later stage, on the first or the last block
+(``stride_block``), ``stride_placement``, ``bottleneck_ratio``, ``groups`` /
+``width_per_group``, ``width_multiplier``, ``layer_bias``, ``squeeze_excite``,
+``stochastic_depth_rate`` or the network's ``stochastic_depth``, ``dropout_between_convs``,
+``zero_init_last_norm``, each only on the block kinds it applies to (elsewhere it is RS111); the settings cascade at every level (norm
 settings, activations, initializers, ``conv_bias``, ``kernel_l2``, every padding form); block
 counts given per stage or derived from ``depth``; heads (default, global_avg_pool, avg/max pool +
 flatten, flatten, dense with activations, norm, dropout) and ``output: logits | softmax``;
@@ -45,6 +47,8 @@ ACTIVATIONS = ["relu", "relu6", "silu", "gelu", "sigmoid", "tanh"]
 INITIALIZERS = ["he_normal", "he_uniform", "kaiming_normal", "kaiming_normal_fan_out", "glorot_uniform",
                 "glorot_normal", "lecun_normal", "torch_default", "zeros"]  # fmt: skip
 BUILTIN = list(oracle.BUILTIN)
+BASICS = ("basic", "preact_basic")
+BOTTLENECKS = ("bottleneck", "preact_bottleneck")
 MAX_SIZE = 40  # input pixels per side
 MAX_BLOCKS = 10  # per generated network
 
@@ -298,8 +302,10 @@ def shortcut(draw: st.DrawFn, kinds: list[str], preact: bool) -> Any:
         _maybe(draw, value, "norm", st.booleans())
         _maybe(draw, value, "bias", st.booleans())
         _maybe(draw, value, "every_block", st.booleans())
-    if preact or draw(st.integers(0, 9)) == 0:
-        _maybe(draw, value, "source", st.sampled_from(["preactivated", "block_input"]))
+        _maybe(draw, value, "same_channels", st.sampled_from(["projection", "subsample"]))
+        _maybe(draw, value, "order", st.sampled_from(["branch_first", "shortcut_first"]))
+        if preact:  # `source` belongs to the projections of pre-activation blocks
+            _maybe(draw, value, "source", st.sampled_from(["preactivated", "block_input"]))
     return value
 
 
@@ -357,39 +363,45 @@ def valid_specs(draw: st.DrawFn, *, max_stages: int = 5, training: bool = False)
     stages: list[dict[str, Any]] = []
     blocks: dict[str, Any] = {}
     budget = MAX_BLOCKS
+    network_drop = draw(st.integers(0, 5)) == 0  # a network-wide stochastic-depth schedule instead of stage rates
     for index in range(n_stages):
         kind = draw(st.sampled_from([*BUILTIN, "custom"]))
         first = draw(st.sampled_from([*BUILTIN, "custom"])) if draw(st.integers(0, 4)) == 0 else None
+        if first == kind and kind != "custom":
+            first = None  # `first_block` naming the stage's own kind is refused (RS111)
         stage: dict[str, Any] = {}
         count = shared_n if open_flags[index] else draw(st.integers(1, max(1, min(3, budget - (n_stages - index - 1)))))
         budget -= count
         keep = draw(st.integers(0, 3)) == 0  # a stage that keeps the shape: identity shortcuts fit
         stride = 1 if keep else draw(st.sampled_from([1, 1, 2, 2, 3]))
-        if {kind, first} & {"bottleneck", "preact_bottleneck"}:
-            draw(
-                bottleneck_shape(
-                    stage, with_basic=bool({kind, first} & {"basic", "preact_basic"}), filters=c if keep else None
-                )
-            )
+        if keep and first in BOTTLENECKS and kind not in BOTTLENECKS and c % 4:
+            first = None  # that first block would take the default bottleneck_ratio 4 of c channels
+        # A stage has the options of its `block`; a first_block of another kind takes the shared ones.
+        if kind in BOTTLENECKS:
+            draw(bottleneck_shape(stage, with_basic=first in BASICS, filters=c if keep else None))
             _maybe(draw, stage, "stride_placement", st.sampled_from(["first_1x1", "3x3"]))
+        elif first in BOTTLENECKS:  # default ratio 4 and groups 1 there: filters / 4 must be whole
+            stage["filters"] = c if keep else 4 * draw(st.integers(1, 8))
         else:
             stage["filters"] = c if keep else draw(st.integers(1, 32))
-            if not keep and {kind, first} & {"basic", "preact_basic"} and draw(st.integers(0, 3)) == 0:
+            if not keep and kind in BASICS and draw(st.integers(0, 3)) == 0:
                 options = [m for m in (1.0, 2.0, 0.5, 1.5) if (stage["filters"] * m).is_integer()]
                 stage["width_multiplier"] = draw(st.sampled_from(options))
         stage["block"] = _custom_name(draw, set(blocks)) if kind == "custom" else kind
         if first == "custom":
-            same = kind == "custom" and draw(st.booleans())
-            stage["first_block"] = stage["block"] if same else _custom_name(draw, {*blocks, stage["block"]})
+            stage["first_block"] = _custom_name(draw, {*blocks, stage["block"]})
         elif first is not None:
             stage["first_block"] = first
+        if stride != 1 and count > 1 and draw(st.integers(0, 3)) == 0:
+            stage["stride_block"] = "last"
+        strided = count - 1 if stage.get("stride_block") == "last" else 0
         # Walk the blocks to learn their channels, drawing custom blocks on first use.
         triples_stage: list[tuple[int, int, bool]] = []
         triples_custom: dict[str, list[tuple[int, int, bool]]] = {}
         cin = c
         for b in range(count):
             k = stage.get("first_block") if b == 0 and stage.get("first_block") else stage["block"]
-            s = stride if b == 0 else 1
+            s = stride if b == strided else 1
             if k in BUILTIN:
                 out = oracle._block_channels(cin, k, {**stage, "block": k}, {"blocks": {}})
             elif k in blocks:
@@ -410,17 +422,26 @@ def valid_specs(draw: st.DrawFn, *, max_stages: int = 5, training: bool = False)
             else:
                 triples_stage.extend(triples)
         kinds = _shortcut_kinds(triples_stage)
-        if draw(st.integers(0, 2)):
-            stage["shortcut"] = draw(shortcut(kinds, preact=stage["block"].startswith("preact")))
+        named = [k for k in (stage["block"], stage.get("first_block")) if k]
+        if all(k in blocks and "shortcut" in blocks[k] for k in named):
+            pass  # every kind of the stage brings its own shortcut: the stage's is refused as unused
+        elif draw(st.integers(0, 2)):
+            stage["shortcut"] = draw(shortcut(kinds, preact=stage["block"] in ("preact_basic", "preact_bottleneck")))
         elif "projection" not in kinds:  # the default is projection
             stage["shortcut"] = draw(st.sampled_from(kinds))
         if stride != 1 or draw(st.booleans()):
             stage["stride"] = stride
         stage["blocks"] = count
         _maybe(draw, stage, "squeeze_excite", st.fixed_dictionaries({}, optional={"reduction": st.integers(1, 8)}))
-        _maybe(draw, stage, "stochastic_depth_rate", rates)
-        _maybe(draw, stage, "dropout_between_convs", rates)
-        _maybe(draw, stage, "zero_init_last_norm", st.booleans())
+        if not network_drop:
+            _maybe(draw, stage, "stochastic_depth_rate", rates)
+        if kind in BASICS:
+            _maybe(draw, stage, "dropout_between_convs", rates)
+        if kind in ("basic", "bottleneck"):
+            _maybe(draw, stage, "zero_init_last_norm", st.booleans())
+        if kind in BUILTIN and draw(st.integers(0, 3)) == 0:
+            names = ["conv1", "conv2"] + (["conv3"] if kind in BOTTLENECKS else [])
+            stage["layer_bias"] = draw(st.fixed_dictionaries({}, optional=dict.fromkeys(names, st.booleans())))
         # Paddings a built-in block can inherit without breaking its add.
         kinds_here = {stage["block"], stage.get("first_block") or stage["block"]}
         if kinds_here & {"bottleneck", "preact_bottleneck"}:
@@ -444,6 +465,9 @@ def valid_specs(draw: st.DrawFn, *, max_stages: int = 5, training: bool = False)
         spec.setdefault("blocks", {})["unused"] = {"layers": [{"type": "norm"}]}
 
     counts = [s["blocks"] for s in stages]
+    if network_drop:  # a linear schedule over one block would give it rate 0 (refused)
+        schedule = draw(st.sampled_from(["linear", "constant"])) if sum(counts) > 1 else "constant"
+        spec["stochastic_depth"] = {"rate": draw(st.sampled_from([0.1, 0.2, 0.5])), "schedule": schedule}
     if style == "depth_check":
         spec["depth"] = oracle.total_depth(spec, counts)
     elif style == "depth_derive":
