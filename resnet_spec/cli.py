@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, dest="target", help="target backend")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(run=cmd_convert)
+
+    from . import diagram  # commands written as modules: add_arguments(parser) and run(args)
+
+    for command in (diagram,):
+        p = sub.add_parser(command.NAME, help=command.HELP)
+        command.add_arguments(p)
+        p.set_defaults(run=command.run)
     return parser
 
 
