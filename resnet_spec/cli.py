@@ -120,9 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(run=cmd_convert)
 
-    from . import diagram, diff  # commands written as modules: add_arguments(parser) and run(args)
+    from . import compare, diagram, diff  # commands written as modules: add_arguments(parser) and run(args)
 
-    for command in (diagram, diff):
+    for command in (diagram, diff, compare):
         p = sub.add_parser(command.NAME, help=command.HELP)
         command.add_arguments(p)
         p.set_defaults(run=command.run)

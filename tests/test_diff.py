@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,19 @@ def test_problems(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 1 and "RS001" in err and "missing.yaml" in err
     code, out, err = diff(capsys, str(RESNET20), "--set-b", "stages.1.shortcut=identity")
     assert code == 1 and out == "" and "RS201" in err and "[at stages.1.shortcut]" in err
+
+
+def test_no_framework_or_matplotlib_is_imported() -> None:
+    """diff is a validation-path command: neither a deep-learning framework nor matplotlib loads."""
+    probe = (
+        "import sys, io, contextlib\n"
+        "from resnet_spec.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['diff', {str(RESNET20)!r}, {str(RESNET56)!r}])\n"
+        "print(code, sorted(m for m in ('tensorflow', 'torch', 'keras', 'jax', 'matplotlib') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0 []"
