@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_table(rows))
         if args.output:
-            print(f"\nwrote {args.output} ({len(runs)} runs, loss and accuracy against {args.x_axis})")
+            print(
+                f"\nwrote {args.output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, loss and accuracy against {args.x_axis})"
+            )
     return EXIT_OK
 
 
@@ -226,7 +228,7 @@ def _number(value: Any) -> bool:
 def plot(runs: list[Run], target: Path, *, x_axis: str = "epoch") -> None:
     """Loss and accuracy of every run: training solid, validation dashed, one colour per run."""
     figure = new_figure(11.0, 4.2)
-    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    loss_axis, accuracy_axis = figure.subplots(1, 2, sharex=True)  # a NaN tail still spans the axis
     colours = [f"C{i % 10}" for i in range(len(runs))]
     for run_, colour in zip(runs, colours):
         xs = [r[x_axis] for r in run_.rows]

@@ -224,9 +224,10 @@ class _Measure:
 
 
 def _stage_title(stage: Stage) -> str:
-    kind = f" {stage.kind}" if stage.kind else ""
-    plural = "s" if len(stage.blocks) != 1 else ""
-    return (f"{stage.name}: {len(stage.blocks)}{kind} block{plural}, {stage.filters} channels, stride {stage.stride}, "
+    n, noun, kind = len(stage.blocks), "block" if len(stage.blocks) == 1 else "blocks", stage.kind
+    # "3 basic blocks"; "6 blocks (first_unit, then preact_bottleneck)"; "2 blocks" without a kind name
+    count = f"{n} {noun} ({kind})" if "," in kind else f"{n} {kind} {noun}" if kind else f"{n} {noun}"
+    return (f"{stage.name}: {count}, {stage.filters} channels, stride {stage.stride}, "
             f"{sum(b.params_trainable for b in stage.blocks):,} params, {_macs(stage.macs)} MACs")  # fmt: skip
 
 

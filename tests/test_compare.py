@@ -181,3 +181,14 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert run_compare(capsys, fast, "-o", tmp_path / "table.txt")[0] == 2
     assert run_compare(capsys, fast, fast)[0] == 2
     assert run_compare(capsys, fast, "--label", "a", "--label", "b")[0] == 2
+
+
+def test_a_diverged_run_shows_its_nans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path, "slow")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows[2:]:
+        row.update(loss=float("nan"), val_loss=float("nan"))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # as json.dumps writes NaN
+    code, out, _ = run_compare(capsys, run, "-o", tmp_path / "c.png")
+    assert code == 0 and (tmp_path / "c.png").exists()
+    assert out.splitlines()[2].split()[3:5] == ["40", "nan"]  # steps, then the last loss: NaN, not hidden
