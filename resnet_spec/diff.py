@@ -60,15 +60,46 @@ def compare(a: Outline, b: Outline) -> dict[str, Any]:
         totals[key] = _pair(list(getattr(a, key)), list(getattr(b, key)))
     names = list(dict.fromkeys([s.name for s in a.stages] + [s.name for s in b.stages]))
     stages_a, stages_b = {s.name: s for s in a.stages}, {s.name: s for s in b.stages}
-    return {
+    extra_a, extra_b = {x.name: x for x in a.extra}, {x.name: x for x in b.extra}
+    stages = [_stage(n, stages_a.get(n), stages_b.get(n)) for n in names]
+    other_parts = [{"name": n, **_part(extra_a.get(n), extra_b.get(n))} for n in dict.fromkeys([*extra_a, *extra_b])]
+    report: dict[str, Any] = {
         "a": {"name": a.name, "hash": a.hash},
         "b": {"name": b.name, "hash": b.hash},
         "same_network": a.hash == b.hash,
         "totals": totals,
         "stem": _part(a.stem, b.stem),
-        "stages": [_stage(n, stages_a.get(n), stages_b.get(n)) for n in names],
+        "stages": stages,
         "head": _part(a.head, b.head),
+        "other_parts": other_parts,
+        "settings": _settings(a, b),
     }
+    parts = [report["stem"], report["head"], *stages, *other_parts]
+    # The hash covers the whole graph; if none of the above shows why it differs, say so.
+    report["unexplained"] = (
+        not report["same_network"] and not report["settings"] and all(p["status"] == "same" for p in parts)
+    )
+    return report
+
+
+def _settings(a: Outline, b: Outline) -> list[dict[str, Any]]:
+    """Settings of the layers both nets have (same name, same op) that differ: batch-norm epsilon,
+    initializers, biases, activation functions... One entry per change, with the layers it is in."""
+    groups: dict[str, dict[str, Any]] = {}
+    for name, (op, settings_a) in a.settings.items():
+        op_b, settings_b = b.settings.get(name, ("", {}))
+        if op_b != op:
+            continue
+        for key, value in settings_a.items():
+            other = settings_b.get(key)
+            if other != value:
+                change = {"op": op, "setting": key, "a": _plain(value), "b": _plain(other)}
+                groups.setdefault(json.dumps(change), {**change, "layers": []})["layers"].append(name)
+    return list(groups.values())
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _total(item: Outline, key: str) -> int:
@@ -77,7 +108,7 @@ def _total(item: Outline, key: str) -> int:
 
 def _pair(a: Any, b: Any) -> dict[str, Any]:
     pair = {"a": a, "b": b}
-    if isinstance(a, int) and isinstance(b, int):
+    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
         pair["delta"] = b - a
     return pair
 
@@ -181,6 +212,17 @@ def render_text(report: dict[str, Any]) -> str:
     for stage in report["stages"]:
         lines += _stage_lines(stage)
     lines += _part_lines("head", report["head"])
+    lines += [line for part in report["other_parts"] for line in _part_lines(part["name"], part)]
+    if report["settings"]:
+        lines += ["", "layer settings that differ:"]
+        for change in report["settings"]:
+            layers = change["layers"]
+            shown = ", ".join(layers[:3]) + (", ..." if len(layers) > 3 else "")
+            lines.append(f"  {change['op']} {change['setting']}: {_value(change['a'])} -> {_value(change['b'])} "
+                         f"in {len(layers)} layer{'s' if len(layers) != 1 else ''} ({shown})")  # fmt: skip
+    if report["unexplained"]:
+        lines.append("\nthe graphs differ (the architecture hashes do) in their wiring, which this report does not "
+                     "show; compare `resnet-spec summary --nodes --format json` of both")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -235,7 +277,7 @@ def _value(value: Any) -> str:
         return "-"
     if isinstance(value, list):
         return shape_text(value)
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _delta(pair: dict[str, Any], percent: bool = True) -> str:

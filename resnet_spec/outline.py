@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import graph as g
 from .diagnostics import render_text
@@ -142,6 +142,7 @@ class Outline:
     macs: int
     depth: int  # weighted layers on the main path: stem and branch convolutions plus the classifier
     extra: list[Block] = field(default_factory=list)  # groups outside stem/stages/head (none today)
+    settings: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # node -> (op, attributes)
 
     @property
     def blocks(self) -> list[Block]:
@@ -178,6 +179,7 @@ def outline(arch: Architecture) -> Outline:
     return Outline(
         arch.name, arch.hash, arch.shape_of(arch.graph.input.name), arch.output_shape, stem, list(stages.values()),
         head, arch.params_trainable, arch.params_non_trainable, arch.macs, depth, extra,
+        {n.name: (n.op, n.attributes()) for n in arch.graph},
     )  # fmt: skip
 
 
@@ -193,7 +195,10 @@ def _block(arch: Architecture, name: str, nodes: list[g.Node]) -> tuple[Block, i
         add = adds[-1]
         on_branch = _ancestors(arch.graph, add.inputs[0], members)
         side = _ancestors(arch.graph, add.inputs[1], members) - on_branch
-        shortcut = _shortcut(arch, [n for n in nodes if n.name in side])
+        path = [n for n in nodes if n.name in side]
+        entries = [i for n in path for i in n.inputs if i not in side] if path else [add.inputs[1]]
+        inner = [e.rsplit(".", 1)[-1] for e in entries if e in members]  # e.g. a pre-activated input
+        shortcut = _shortcut(arch, path, f"from {inner[0]}" if inner else "")
         branch = [n for n in nodes if n.name not in side]
         layers = _branch_sketch(branch)
         weighted = sum(isinstance(n, g.Conv2D) for n in branch)
@@ -222,7 +227,16 @@ def _ancestors(graph: g.Graph, start: str, members: set[str]) -> set[str]:
     return seen
 
 
-def _shortcut(arch: Architecture, path: list[g.Node]) -> ShortcutPath:
+def _shortcut(arch: Architecture, path: list[g.Node], source: str) -> ShortcutPath:
+    """The shortcut's kind from the nodes on it; ``source`` names the node of the block it reads
+    when that is not the block's input (``from act1``: the pre-activated input)."""
+    shortcut = _shortcut_kind(arch, path)
+    if not source:
+        return shortcut
+    return ShortcutPath(shortcut.kind, ", ".join(filter(None, (shortcut.detail, source))), shortcut.params)
+
+
+def _shortcut_kind(arch: Architecture, path: list[g.Node]) -> ShortcutPath:
     params = sum(arch.analysis.info[n.name].params_trainable + arch.analysis.info[n.name].params_non_trainable
                  for n in path)  # fmt: skip
     if not path:

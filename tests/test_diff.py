@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from resnet_spec import validate
 from resnet_spec.cli import main
+from resnet_spec.diff import compare, render_text
+from resnet_spec.outline import load_outline
 
 REPO = Path(__file__).resolve().parent.parent
 RESNET20 = REPO / "examples" / "resnet20_cifar10.yaml"
@@ -156,3 +159,53 @@ def test_no_framework_or_matplotlib_is_imported() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0 []"
+
+
+def test_layer_settings_explain_the_parameter_change(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = diff(capsys, str(RESNET20), str(RESNET56), "--format", "json")
+    arch = validate(RESNET20).architecture
+    assert arch is not None
+    convs = [n.name for n in arch.graph if n.op == "conv"]
+    assert len(convs) == 19  # 6n + 1 convolutions: the stem's and two per block
+    # ResNet-56 keeps no conv bias (the paper); ResNet-20 keeps Keras' (the article): the 2c per block above.
+    assert json.loads(out)["settings"] == [
+        {"op": "conv", "setting": "use_bias", "a": True, "b": False, "layers": convs}
+    ]
+
+
+def test_settings_that_change_no_count(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = diff(capsys, str(RESNET20), "--set-b", "defaults.norm.epsilon=1e-5", "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and not report["same_network"] and not report["unexplained"]
+    assert all(p["delta"] == 0 for p in report["totals"].values() if "delta" in p)
+    (change,) = report["settings"]
+    assert (change["op"], change["setting"], change["a"], change["b"], len(change["layers"])) == (
+        "batch_norm", "epsilon", 0.001, 1e-5, 19,
+    )  # fmt: skip
+    _, text, _ = diff(capsys, str(RESNET20), "--set-b", "defaults.norm.epsilon=1e-5")
+    assert "  batch_norm epsilon: 0.001 -> 1e-05 in 19 layers (stem.norm1, stage1.block0.norm1, " in text
+
+
+def test_where_the_shortcut_reads_from(capsys: pytest.CaptureFixture[str]) -> None:
+    """Wide ResNet's projections read the pre-activated input; from the raw block input they
+    count the same, so only the shortcut line can tell the two apart."""
+    spec = REPO / "examples" / "wide_resnet28_10_cifar10.yaml"
+    _, out, _ = diff(capsys, str(spec), "--set-b", "stages.0.shortcut.source=block_input", "--format", "json")
+    report = json.loads(out)
+    assert report["totals"]["params_trainable"]["delta"] == 0
+    (group,) = report["stages"][0]["changed"]
+    assert group["first"] == "stage1.block0"
+    assert group["changes"] == {
+        "shortcut": {"a": "projection (1x1 conv 160, from act1)", "b": "projection (1x1 conv 160)"}
+    }
+
+
+def test_a_difference_the_report_cannot_show_is_said(capsys: pytest.CaptureFixture[str]) -> None:
+    a = load_outline(str(RESNET20))
+    b = load_outline(str(RESNET20))
+    assert a is not None and b is not None
+    assert compare(a, b)["unexplained"] is False
+    b.hash = "sha256:" + "0" * 64  # the graphs differ somewhere no section looks
+    report = compare(a, b)
+    report["a"]["file"] = report["b"]["file"] = "x"
+    assert report["unexplained"] is True and "which this report does not show" in render_text(report)
