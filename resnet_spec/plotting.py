@@ -17,8 +17,11 @@ from .atomic import atomic_path
 FORMATS = {".svg": "svg", ".png": "png"}
 
 
+MAX_PIXELS = 1 << 15  # per side of a PNG; Agg refuses 2**16, and a larger picture is unreadable anyway
+
+
 class PlotUnavailable(RuntimeError):
-    """Matplotlib is not installed."""
+    """Matplotlib is not installed, or the picture cannot be drawn as asked (too large a PNG)."""
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -36,6 +39,12 @@ def save(figure: Any, target: Path, dpi: int = 100) -> None:
     import matplotlib
 
     kind = FORMATS[target.suffix.lower()]
+    width, height = figure.get_size_inches()
+    if kind == "png" and max(width, height) * dpi > MAX_PIXELS:
+        raise PlotUnavailable(
+            f"{target}: a {width * dpi:.0f} x {height * dpi:.0f} pixel PNG is over the {MAX_PIXELS:,}-pixel limit; "
+            f"write an SVG, lower --dpi, or collapse runs of blocks"
+        )
     metadata = {"Date": None} if kind == "svg" else {"Software": None}
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "resnet-spec"}), atomic_path(target) as tmp:
         figure.savefig(tmp, format=kind, dpi=dpi, metadata=metadata)

@@ -135,3 +135,11 @@ def test_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "RS201" in err and "[at stages.1.shortcut]" in err  # located, with its code
     assert not (tmp_path / "x.svg").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_a_png_too_large_to_draw_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "all.png"
+    spec = REPO / "examples" / "resnet1202_cifar10.yaml"
+    assert main(["diagram", str(spec), "-o", str(out), "--collapse", "never", "--dpi", "200"]) == 2
+    assert "over the 32,768-pixel limit; write an SVG" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
