@@ -34,6 +34,9 @@ COMMANDS = (
     "train",
     "evaluate",
     "demo",
+    "diagram",
+    "diff",
+    "compare",
 )
 
 DESCRIPTION = "Declarative ResNet specs: validate, summarize, compile to Keras or PyTorch, check parity, train."
