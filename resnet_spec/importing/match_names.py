@@ -1,0 +1,199 @@
+"""Match a named source (a state dict, a weights file) to the spec by the hierarchy of its names.
+
+A flat file keeps no dataflow, only names. What the matcher takes from them is structure, never
+vocabulary (``downsample``, ``shortcut`` or ``_0_`` mean nothing to it):
+
+1. **Blocks.** Names are split into paths (``layer2.0.conv1`` -> layer2 / 0 / conv1). At some
+   depth the containers (``layer2.0``, ``stages.1.blocks.0``, ``conv3_block1``) hold exactly the
+   spec's blocks: as many, in the same order, each with the same multiset of tensor shapes.
+   Numbers in names are compared as numbers (``block10`` after ``block2``), which is the order
+   in which every framework names repeated layers.
+2. **Shortcut.** Inside a block, the shortcut is the group of units that has the shortcut's
+   shapes and leaves the rest to the branch: a sub-container (``downsample``, Keras' ``_0_``
+   layers) is preferred over loose layers, and an assignment under which the branch's layers
+   run in name order over one where they do not. Two equally good answers that differ are an
+   error (it says which), never a guess.
+3. **Order among equal shapes.** Where several units of one block (or of the stem and head)
+   have the same shapes, they are taken in name order.
+4. **Stem and head.** The units outside every block fill the stem's and head's nodes in that
+   order, by shape; anything left over is an error (the file holds layers the spec lacks).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Sequence
+
+from .fit import Mismatch, misfit
+from .source import NamedSource, Unit, natural_key, show_signature
+from .target import Block, Slot, Target
+
+Pairs = list[tuple[Slot, Unit]]
+_MAX_COMBINATIONS = 256
+
+
+def match_names(target: Target, source: NamedSource) -> Pairs:
+    units = sorted(source.units, key=lambda u: natural_key(u.path))
+    rank = {id(u): i for i, u in enumerate(units)}
+    depth, groups = _find_blocks(target, units)
+    pairs: Pairs = []
+    for block, group in zip(target.blocks, groups):
+        pairs.extend(_match_block(block, group, depth, rank))
+    inside = {id(u) for group in groups for u in group}
+    pool = [u for u in units if id(u) not in inside]
+    pairs.extend(_match_pool([*target.stem, *target.head], pool))
+    return pairs
+
+
+# ---------------------------------------------------------------------- 1. blocks
+
+
+def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit]]]:
+    wanted = [Counter(s.signature() for s in block.slots) for block in target.blocks]
+    best: tuple[int, int, list[tuple[str, ...]], dict[tuple[str, ...], list[Unit]]] | None = None
+    for depth in range(1, max((len(u.path) for u in units), default=1)):
+        groups: dict[tuple[str, ...], list[Unit]] = {}
+        for unit in units:
+            if len(unit.path) > depth:
+                groups.setdefault(unit.path[:depth], []).append(unit)
+        keys = sorted(groups, key=natural_key)
+        found = [Counter(u.signature() for u in groups[k]) for k in keys]
+        for start in range(len(keys)):
+            count = 0
+            while count < len(wanted) and start + count < len(keys) and found[start + count] == wanted[count]:
+                count += 1
+            if count == len(wanted):
+                return depth, [groups[k] for k in keys[start : start + count]]
+            if best is None or count > best[0]:
+                best = (count, start, keys, groups)
+    raise Mismatch(_no_blocks(target, best))
+
+
+def _no_blocks(
+    target: Target, best: tuple[int, int, list[tuple[str, ...]], dict[tuple[str, ...], list[Unit]]] | None
+) -> str:
+    if best is None:
+        return f"the source's names have no hierarchy of blocks (no name like 'layer1.0.conv1'); {target.blocks[0].name} cannot be found"
+    count, start, keys, groups = best
+    block = target.blocks[count]
+    if start + count >= len(keys):
+        last = ".".join(keys[-1]) if count else "its stem"
+        return (
+            f"{block.slots[0].name}: the source has no block there: the spec has {len(target.blocks)} blocks, "
+            f"the source's blocks stop after {count} ({last})"
+        )
+    name = ".".join(keys[start + count])
+    have = Counter(u.signature() for u in groups[keys[start + count]])
+    for slot in block.slots:
+        if have[slot.signature()] > 0:
+            have[slot.signature()] -= 1
+            continue
+        listing = "; ".join(u.describe() for u in groups[keys[start + count]])
+        return (
+            f"{slot.name}: expected {show_signature(slot.signature())} ({_shapes(slot)}), the source's "
+            f"block {name} has none left ({listing})"
+        )
+    extra = ", ".join(show_signature(sig) for sig, n in have.items() if n > 0)
+    return f"{block.name}: the source's block {name} has more weights than the spec's: {extra}"
+
+
+def _shapes(slot: Slot) -> str:
+    return ", ".join(f"{key} {shape}" for key, shape in slot.shapes.items())
+
+
+# ---------------------------------------------------------------------- 2. and 3. inside a block
+
+
+def _match_block(block: Block, group: list[Unit], depth: int, rank: dict[int, int]) -> Pairs:
+    if not block.shortcut:
+        return _assign(block.branch, group)
+    options: list[tuple[tuple[int, int], Pairs]] = []
+    for preference, chosen in _shortcut_candidates(block.shortcut, group, depth):
+        rest = [u for u in group if all(u is not c for c in chosen)]
+        try:
+            pairs = _assign(block.shortcut, chosen) + _assign(block.branch, rest)
+        except Mismatch:
+            continue
+        in_branch = {id(s) for s in block.branch}
+        branch = [(s, u) for s, u in pairs if id(s) in in_branch]
+        options.append(((preference, 0 if _in_name_order(branch, rank) else 1), pairs))
+    if not options:
+        raise Mismatch(  # pragma: no cover - the block's shapes matched as a whole, so some split exists
+            f"{block.shortcut[0].name}: no group of the source's block fits the shortcut"
+        )
+    options.sort(key=lambda option: option[0])
+    best = [pairs for score, pairs in options if score == options[0][0]]
+    in_shortcut = {id(s) for s in block.shortcut}
+    picks = {tuple(u.label for s, u in pairs if id(s) in in_shortcut) for pairs in best}
+    if len(picks) > 1:
+        choices = " or ".join("(" + ", ".join(p) + ")" for p in sorted(picks))
+        raise Mismatch(f"{block.name}: the source's shortcut is ambiguous: it could be {choices}")
+    return best[0]
+
+
+def _shortcut_candidates(shortcut: list[Slot], group: list[Unit], depth: int) -> list[tuple[int, list[Unit]]]:
+    """(preference, units): whole sub-containers first, then combinations of loose layers."""
+    wanted = Counter(s.signature() for s in shortcut)
+    children: dict[str, list[Unit]] = {}
+    for unit in group:
+        if len(unit.path) > depth + 1:
+            children.setdefault(unit.path[depth], []).append(unit)
+    found = [(0, units) for units in children.values() if Counter(u.signature() for u in units) == wanted]
+    loose = [u for u in group if len(u.path) == depth + 1]
+    choices = [[u for u in loose if u.signature() == slot.signature()] for slot in shortcut]
+    for combo in itertools.islice(itertools.product(*choices), _MAX_COMBINATIONS):
+        if len({id(u) for u in combo}) == len(combo):
+            found.append((1, list(combo)))
+    return found
+
+
+def _in_name_order(pairs: Pairs, rank: dict[int, int]) -> bool:
+    """Do the branch's convolutions, and separately its norms, run in name order?"""
+    for kinds in (("conv", "dense"), ("norm",)):
+        ranks = [rank[id(u)] for s, u in pairs if s.kind in kinds]
+        if ranks != sorted(ranks):
+            return False
+    return True
+
+
+def _assign(slots: Sequence[Slot], units: list[Unit]) -> Pairs:
+    """Each slot, in graph order, takes the first unused unit (in name order) that fits it."""
+    free = list(units)
+    pairs: Pairs = []
+    for slot in slots:
+        fit = next((u for u in free if misfit(slot, u) is None), None)
+        if fit is None:
+            raise Mismatch(_nothing_fits(slot, free))
+        free.remove(fit)
+        pairs.append((slot, fit))
+    if free:
+        raise Mismatch(f"{slots[-1].name}: the source has more weights here: {free[0].label} ({free[0].describe()})")
+    return pairs
+
+
+def _nothing_fits(slot: Slot, free: list[Unit]) -> str:
+    same_kind = [u for u in free if u.signature()[0] == slot.signature()[0]] or free
+    if not same_kind:
+        return f"{slot.name}: expected {show_signature(slot.signature())} ({_shapes(slot)}), the source has nothing left there"
+    return misfit(slot, same_kind[0]) or slot.name  # the closest candidate says what differs
+
+
+# ---------------------------------------------------------------------- 4. stem and head
+
+
+def _match_pool(slots: list[Slot], pool: list[Unit]) -> Pairs:
+    free = list(pool)
+    pairs: Pairs = []
+    for slot in slots:
+        fit = next((u for u in free if misfit(slot, u) is None), None)
+        if fit is None:
+            if slot.excluded:
+                continue  # a new layer the source has no counterpart for
+            raise Mismatch(_nothing_fits(slot, free) + " (outside the source's blocks)")
+        free.remove(fit)
+        pairs.append((slot, fit))
+    if free:
+        listing = "; ".join(f"{u.label} ({u.describe()})" for u in free[:3])
+        raise Mismatch(f"the source has weights outside its blocks that the spec has no place for: {listing}")
+    return pairs
