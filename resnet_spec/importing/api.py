@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 Classifier = Literal["import", "new", "auto"]
 CLASSIFIER = "head.classifier"
 TORCH_FORMAT = "resnet-spec/torch"
+NO_STRIDES = (
+    "a weights file records shapes, not strides or padding: if the network that saved it strides or pads "
+    "elsewhere than the spec, the weights still fit; compare one output with it (docs/importing.md)"
+)
 
 
 def import_weights(
@@ -61,12 +65,8 @@ def import_weights(
             result = _match(arch, read, excluded | {CLASSIFIER})
         except WeightsImportError:
             raise failure from None
-        result.notes.insert(0, f"{CLASSIFIER} is new: the source's classifier does not fit it ({_reason(failure)})")
+        result.notes.insert(0, f"{CLASSIFIER} is new: the source's classifier does not fit it ({failure.reason})")
         return result
-
-
-def _reason(failure: WeightsImportError) -> str:
-    return str(failure).split(": ", 1)[-1]
 
 
 def _excluded(arch: Architecture, names: Iterable[str]) -> set[str]:
@@ -167,7 +167,7 @@ def _match(arch: Architecture, source: Source, excluded: set[str]) -> ImportResu
         else:
             pairs = match_names(target, source)
     except (Mismatch, StructureError) as problem:
-        raise WeightsImportError(f"{source.description}: {problem}") from None
+        raise WeightsImportError(f"{source.description}: {problem}", reason=str(problem)) from None
     return _result(arch, target, source, pairs)
 
 
@@ -191,7 +191,10 @@ def _result(arch: Architecture, target: Target, source: Source, pairs: list[Any]
         matched[slot.name] = {key: unit.tensors[key].name for key in slot.shapes}
     new = [slot.name for slot in target.slots if slot.excluded]
     method: Literal["graph", "names"] = "graph" if isinstance(source, GraphSource) else "names"
-    return ImportResult(weights, source.description, method, matched, new, unused, _notes(pairs))
+    notes = _notes(pairs)
+    if method == "names":
+        notes.append(NO_STRIDES)
+    return ImportResult(weights, source.description, method, matched, new, unused, notes)
 
 
 def _notes(pairs: list[Any]) -> list[str]:

@@ -50,9 +50,10 @@ def _different(slot: Slot, unit: Unit) -> str:
     for key, shape in slot.shapes.items():
         tensor = unit.tensors.get(key)
         if tensor is not None and found_shapes[key] != shape:
+            converted = f", {found_shapes[key]} in the neutral layout" if unit.layout == "torch" else ""
             return (
                 f"{slot.name}.{key}: expected shape {shape} (neutral layout), the source has {tensor.name} "
-                f"{tuple(tensor.value.shape)} there ({unit.layout} layout: {found_shapes[key]})"
+                f"{tuple(tensor.value.shape)} there{converted}"
             )
     if unit.signature()[0] == slot.signature()[0] and set(unit.tensors) != set(slot.shapes):
         return (

@@ -22,8 +22,10 @@ vocabulary (``downsample``, ``shortcut`` or ``_0_`` mean nothing to it):
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .fit import Mismatch, misfit
 from .source import NamedSource, Unit, natural_key, show_signature
@@ -51,7 +53,7 @@ def match_names(target: Target, source: NamedSource) -> Pairs:
 
 def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit]]]:
     wanted = [Counter(s.signature() for s in block.slots) for block in target.blocks]
-    best: tuple[int, int, list[tuple[str, ...]], dict[tuple[str, ...], list[Unit]]] | None = None
+    best: _Attempt | None = None
     for depth in range(1, max((len(u.path) for u in units), default=1)):
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for unit in units:
@@ -65,37 +67,62 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
                 count += 1
             if count == len(wanted):
                 return depth, [groups[k] for k in keys[start : start + count]]
-            if best is None or count > best[0]:
-                best = (count, start, keys, groups)
+            # The most blocks matched; among equals, the depth whose containers are as many as the blocks.
+            attempt = _Attempt(count, -abs(len(keys) - len(wanted)), start, keys, groups)
+            if best is None or (attempt.count, attempt.closeness) > (best.count, best.closeness):
+                best = attempt
     raise Mismatch(_no_blocks(target, best))
 
 
-def _no_blocks(
-    target: Target, best: tuple[int, int, list[tuple[str, ...]], dict[tuple[str, ...], list[Unit]]] | None
-) -> str:
+@dataclass
+class _Attempt:
+    count: int  # blocks matched in a row
+    closeness: int  # minus the difference between the numbers of containers and blocks
+    start: int
+    keys: list[tuple[str, ...]]
+    groups: dict[tuple[str, ...], list[Unit]]
+
+
+def _no_blocks(target: Target, best: _Attempt | None) -> str:
     if best is None:
         return f"the source's names have no hierarchy of blocks (no name like 'layer1.0.conv1'); {target.blocks[0].name} cannot be found"
-    count, start, keys, groups = best
-    block = target.blocks[count]
-    if start + count >= len(keys):
-        last = ".".join(keys[-1]) if count else "its stem"
+    block, position = target.blocks[best.count], best.start + best.count
+    if position >= len(best.keys):
+        last = ".".join(best.keys[-1])
         return (
             f"{block.slots[0].name}: the source has no block there: the spec has {len(target.blocks)} blocks, "
-            f"the source's blocks stop after {count} ({last})"
+            f"the source's end after {best.count} ({last})"
         )
-    name = ".".join(keys[start + count])
-    have = Counter(u.signature() for u in groups[keys[start + count]])
+    units = best.groups[best.keys[position]]
+    name = _container_name(units[0], len(best.keys[position]))
+    have = Counter(u.signature() for u in units)
     for slot in block.slots:
         if have[slot.signature()] > 0:
             have[slot.signature()] -= 1
             continue
-        listing = "; ".join(u.describe() for u in groups[keys[start + count]])
         return (
-            f"{slot.name}: expected {show_signature(slot.signature())} ({_shapes(slot)}), the source's "
-            f"block {name} has none left ({listing})"
+            f"{slot.name}: expected {show_signature(slot.signature())} ({_shapes(slot)}); the source's block at that "
+            f"place, {name}, has none ({_listing(units)})"
         )
-    extra = ", ".join(show_signature(sig) for sig, n in have.items() if n > 0)
-    return f"{block.name}: the source's block {name} has more weights than the spec's: {extra}"
+    extra = ", ".join(show_signature(sig) for sig, n in have.items() for _ in range(n))
+    return f"{block.name}: the source's block {name} has weights the spec's has not: {extra}"
+
+
+def _container_name(unit: Unit, depth: int) -> str:
+    """The source's own spelling of a container (``conv2_block1``, ``layer2.0``)."""
+    parts = list(re.finditer(r"[^._/]+", unit.label))
+    return unit.label[: parts[depth - 1].end()] if len(parts) >= depth else unit.label
+
+
+def _listing(units: list[Unit]) -> str:
+    layers = [u for u in units if u.kind != "norm"]
+    shown = [f"{u.tensors['kernel'].describe()}{' + bias' if 'bias' in u.tensors else ''}" for u in layers[:5]]
+    if len(layers) > 5:
+        shown.append(f"{len(layers) - 5} more")
+    norms = [u for u in units if u.kind == "norm"]
+    if norms:
+        shown.append(f"{len(norms)} batch norms")
+    return "it holds " + ", ".join(shown)
 
 
 def _shapes(slot: Slot) -> str:

@@ -34,7 +34,12 @@ BOOKKEEPING = "num_batches_tracked"
 
 
 class WeightsImportError(BackendError):
-    """Weights cannot be imported: the file is refused, or it does not fit the spec."""
+    """Weights cannot be imported: the file is refused, or it does not fit the spec. ``reason``
+    is the message without the source's description in front."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,10 @@ def signature(kind: str, shapes: dict[str, tuple[int, ...]]) -> tuple[object, ..
 def show_signature(sig: tuple[object, ...]) -> str:
     kind = sig[0]
     if kind == "linear":
-        return f"a 1x1 conv or dense layer {sig[1]} -> {sig[2]}{' with bias' if sig[3] else ''}"
+        return f"a 1x1 conv or dense layer {sig[1]} -> {sig[2]} {'with' if sig[3] else 'without'} bias"
     if kind == "conv":
         kh, kw, cin, cout, bias = sig[1:]
-        return f"a {kh}x{kw} conv {cin} -> {cout}{' with bias' if bias else ''}"
+        return f"a {kh}x{kw} conv {cin} -> {cout} {'with' if bias else 'without'} bias"
     return f"a batch norm over {sig[1]} channels"
 
 
