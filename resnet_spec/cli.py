@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, dest="target", help="target backend")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(run=cmd_convert)
+
+    from .importing import command as import_weights  # issue 13; moves into the command registry
+
+    p = sub.add_parser("import-weights", help=import_weights.HELP)
+    import_weights.add_arguments(p)
+    p.set_defaults(run=import_weights.run)
     return parser
 
 

@@ -90,7 +90,7 @@ def read_source(source: Any, arch: Architecture, limits: ReadLimits) -> Source:
         return read_file(Path(os.fspath(source)), limits)
     if isinstance(source, Mapping):
         arrays = state_dict_arrays(source, "the state dict")
-        return units_from_state_dict(arrays, f"a state dict of {len(source)} tensors")
+        return units_from_state_dict(arrays, f"a state dict of {len(arrays)} tensors")
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(source, torch.nn.Module):
         from .trace_torch import trace_module

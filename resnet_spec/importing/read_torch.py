@@ -14,6 +14,7 @@ reads every dtype but bfloat16, which goes through torch when it is installed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ def _read_tensors(path: Path, limits: ReadLimits, safe_open: Any) -> dict[str, n
         for name in names:
             info = handle.get_slice(name)
             dtype, shape = info.get_dtype(), tuple(info.get_shape())
-            if bookkeeping(name) and dtype in ("I64", "I32") and len(shape) == 0:
+            if bookkeeping(name) and dtype in ("I64", "I32") and math.prod(shape) == 1:
                 continue
             if dtype not in _SAFETENSORS_DTYPES:
                 raise WeightsImportError(f"{name}: dtype {dtype}; weights must be {FLOAT_NAMES}")
