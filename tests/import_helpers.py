@@ -105,7 +105,9 @@ def write_keras3_weights(path: Any, weights: Weights) -> None:
     with h5py.File(path, "w") as f:
         layers = f.create_group("layers")
         for node, entry in weights.items():
-            cls = "batch_normalization" if "moving_mean" in entry else "dense" if node == "head.classifier" else "conv2d"
+            cls = (
+                "batch_normalization" if "moving_mean" in entry else "dense" if node == "head.classifier" else "conv2d"
+            )
             n = counters.get(cls, 0)
             counters[cls] = n + 1
             group = layers.create_group(cls if n == 0 else f"{cls}_{n}").create_group("vars")

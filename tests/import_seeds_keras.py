@@ -35,7 +35,9 @@ def seed1_resnet34() -> keras.Model:
             stride = 2 if stage and index == 0 else 1
             y = layers.Activation("relu")(_bn()(layers.Conv2D(filters, 3, strides=stride, padding="same")(x)))
             y = _bn()(layers.Conv2D(filters, 3, padding="same")(y))
-            shortcut = layers.Conv2D(filters, 1, strides=stride, padding="same")(x) if stride != 1 or cin != filters else x
+            shortcut = (
+                layers.Conv2D(filters, 1, strides=stride, padding="same")(x) if stride != 1 or cin != filters else x
+            )
             x = layers.Activation("relu")(layers.Add()([y, shortcut]))
             cin = filters
     x = layers.Flatten()(layers.AveragePooling2D(2, padding="same")(x))
@@ -100,8 +102,12 @@ def _signs_block(x: Any, filters: tuple[int, int, int], stage: int, block: str, 
     f1, f2, f3 = filters
     conv, bn = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
     shortcut = x
-    x = layers.Activation("relu")(_bn(axis=3, name=bn + "2a")(layers.Conv2D(f1, 1, strides=stride, name=conv + "2a")(x)))
-    x = layers.Activation("relu")(_bn(axis=3, name=bn + "2b")(layers.Conv2D(f2, 3, padding="same", name=conv + "2b")(x)))
+    x = layers.Activation("relu")(
+        _bn(axis=3, name=bn + "2a")(layers.Conv2D(f1, 1, strides=stride, name=conv + "2a")(x))
+    )
+    x = layers.Activation("relu")(
+        _bn(axis=3, name=bn + "2b")(layers.Conv2D(f2, 3, padding="same", name=conv + "2b")(x))
+    )
     x = _bn(axis=3, name=bn + "2c")(layers.Conv2D(f3, 1, name=conv + "2c")(x))
     if project:
         shortcut = _bn(axis=3, name=bn + "1")(layers.Conv2D(f3, 1, strides=stride, name=conv + "1")(shortcut))
@@ -115,7 +121,9 @@ def seed3_resnet50_signs(classes: int = 6) -> keras.Model:
     x = layers.MaxPooling2D(3, strides=2)(x)
     for stage, (count, width, stride) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 2, 2)), start=2):
         for index in range(count):
-            x = _signs_block(x, (width, width, 4 * width), stage, "abcdef"[index], stride if index == 0 else 1, index == 0)
+            x = _signs_block(
+                x, (width, width, 4 * width), stage, "abcdef"[index], stride if index == 0 else 1, index == 0
+            )
     x = layers.Flatten()(layers.AveragePooling2D(2)(x))
     return keras.Model(inputs, layers.Dense(classes, activation="softmax", name="fc")(x))
 

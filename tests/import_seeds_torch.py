@@ -106,7 +106,9 @@ class Seed2ResNetV2(nn.Module):
             cout = cin * 4 if stage == 0 else cin * 2
             for index in range(n):
                 stride = 2 if stage and index == 0 else 1
-                units.append(Seed2Unit(cin if index == 0 else cout, cout, cin, stride, stage == 0 and index == 0, index == 0))
+                units.append(
+                    Seed2Unit(cin if index == 0 else cout, cout, cin, stride, stage == 0 and index == 0, index == 0)
+                )
             cin = cout
         self.units = nn.Sequential(*units)
         self.head_bn = keras_bn(512)
@@ -241,7 +243,13 @@ class Seed5XrayResNet18(nn.Module):
             cin = filters
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.classifier = nn.Sequential(
-            nn.AvgPool2d(7, 1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(512, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 2)
+            nn.AvgPool2d(7, 1),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+            nn.Linear(512, 256),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(256, 2),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from resnet_spec.importing import WeightsImportError, import_weights
-from resnet_spec.importing.skeleton import Leaf, Merge, StructureError, skeleton
-from resnet_spec.importing.source import GraphOp, natural_key
 from import_helpers import (
     assert_same_weights,
     random_weights,
@@ -24,6 +20,10 @@ from import_helpers import (
     write_keras3_weights,
     write_legacy_h5,
 )
+
+from resnet_spec.importing import WeightsImportError, import_weights
+from resnet_spec.importing.skeleton import Leaf, Merge, StructureError, skeleton
+from resnet_spec.importing.source import GraphOp, natural_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,9 @@ def test_classifier_import_new_and_auto() -> None:
     auto = import_weights(other, state, classifier="auto")
     assert auto.new == ["head.classifier"] and "head.classifier" not in auto.weights
     assert auto.unused == ["fc.weight", "fc.bias"]
-    assert auto.notes[0].startswith("head.classifier is new: the source's classifier does not fit it (head.classifier.kernel")
+    assert auto.notes[0].startswith(
+        "head.classifier is new: the source's classifier does not fit it (head.classifier.kernel"
+    )
     base = random_weights(other, seed=9)
     complete = auto.complete(base)
     np.testing.assert_array_equal(complete["head.classifier"]["kernel"], base["head.classifier"]["kernel"])
@@ -125,7 +127,10 @@ def test_a_source_without_a_classifier_fills_a_new_one() -> None:
 def test_weights_the_spec_has_no_place_for_are_an_error() -> None:
     state = torchvision_state_dict(random_weights(tiny()))
     state["aux.weight"] = np.ones((3, 32), np.float32)
-    with pytest.raises(WeightsImportError, match=r"weights outside its blocks that the spec has no place for: aux \(aux\.weight \(3, 32\)\)"):
+    with pytest.raises(
+        WeightsImportError,
+        match=r"weights outside its blocks that the spec has no place for: aux \(aux\.weight \(3, 32\)\)",
+    ):
         import_weights(tiny(), state)
     state = torchvision_state_dict(random_weights(tiny()))
     state["layer1.0.conv1.weight_g"] = np.ones((8, 1, 1, 1), np.float32)
@@ -171,9 +176,25 @@ def test_skeleton_pairs_residuals_whatever_the_add_order_and_finds_gates() -> No
 
 
 def test_natural_key_compares_numbers_as_numbers() -> None:
-    names = ["layer1.10.conv1", "layer1.9.conv1", "layer1.1.conv1", "bn1", "fc", "conv2_block10_0_conv", "conv2_block2_0_conv"]
+    names = [
+        "layer1.10.conv1",
+        "layer1.9.conv1",
+        "layer1.1.conv1",
+        "bn1",
+        "fc",
+        "conv2_block10_0_conv",
+        "conv2_block2_0_conv",
+    ]
     ordered = sorted(names, key=lambda n: natural_key(tuple(n.split("."))))
-    assert ordered == ["bn1", "conv2_block2_0_conv", "conv2_block10_0_conv", "fc", "layer1.1.conv1", "layer1.9.conv1", "layer1.10.conv1"]
+    assert ordered == [
+        "bn1",
+        "conv2_block2_0_conv",
+        "conv2_block10_0_conv",
+        "fc",
+        "layer1.1.conv1",
+        "layer1.9.conv1",
+        "layer1.10.conv1",
+    ]
 
 
 PROBE = """
@@ -191,7 +212,10 @@ def test_files_are_read_and_matched_without_any_framework(tmp_path: Path) -> Non
     from safetensors.numpy import save_file
 
     weights = random_weights(tiny())
-    save_file({k: np.ascontiguousarray(v) for k, v in torchvision_state_dict(weights).items()}, str(tmp_path / "w.safetensors"))
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in torchvision_state_dict(weights).items()},
+        str(tmp_path / "w.safetensors"),
+    )
     write_keras3_weights(tmp_path / "w.weights.h5", weights)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PROBE), str(tmp_path / "w.safetensors"), str(tmp_path / "w.weights.h5")],
