@@ -59,8 +59,8 @@ _TORCH_KEYS = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "b
 
 def torchvision_name(node: str) -> str:
     fixed = {"stem.conv1": "conv1", "stem.norm1": "bn1", "head.classifier": "fc"}
-    if node in fixed:
-        return fixed[node]
+    if node in fixed or node.startswith("head."):
+        return fixed.get(node, node)
     match = re.fullmatch(r"stage(\d+)\.block(\d+)\.(.+)", node)
     assert match, node
     stage, block, rest = match.groups()
@@ -68,9 +68,8 @@ def torchvision_name(node: str) -> str:
     return f"layer{stage}.{block}.{rest}"
 
 
-def torchvision_state_dict(weights: Weights, order_seed: int | None = None) -> dict[str, np.ndarray]:
-    """The weights as torchvision's ResNet state dict would hold them; ``order_seed`` shuffles the
-    keys (a file's order carries no information the importer may rely on)."""
+def torchvision_state_dict(weights: Weights) -> dict[str, np.ndarray]:
+    """The weights as torchvision's ResNet state dict would hold them, in the modules' order."""
     items: list[tuple[str, np.ndarray]] = []
     for node, entry in weights.items():
         module = torchvision_name(node)
@@ -78,8 +77,6 @@ def torchvision_state_dict(weights: Weights, order_seed: int | None = None) -> d
             items.append((f"{module}.{_TORCH_KEYS[key]}", torch_layout(key, value)))
         if "moving_mean" in entry:
             items.append((f"{module}.num_batches_tracked", np.array(3, dtype=np.int64)))
-    if order_seed is not None:
-        np.random.default_rng(order_seed).shuffle(items)  # type: ignore[arg-type]
     return dict(items)
 
 

@@ -28,17 +28,46 @@ from resnet_spec.importing.source import GraphOp, natural_key
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("order", [None, 1, 2], ids=["file-order", "shuffled-1", "shuffled-2"])
-def test_torchvision_state_dict_imports_exactly_in_any_key_order(order: int | None) -> None:
+@pytest.mark.parametrize("kind", ["state-dict", "safetensors"])
+def test_torchvision_state_dict_imports_exactly(kind: str, tmp_path: Path) -> None:
+    """A state dict keeps its modules' order; a safetensors file sorts its names (bn1 before conv1)."""
+    from safetensors.numpy import save_file
+
     arch = tiny()
     weights = random_weights(arch)
-    result = import_weights(arch, torchvision_state_dict(weights, order_seed=order))
+    source: object = torchvision_state_dict(weights)
+    if kind == "safetensors":
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in torchvision_state_dict(weights).items()}, str(tmp_path / "w.st")
+        )
+        source = tmp_path / "w.st"
+    result = import_weights(arch, source)
     assert_same_weights(result.weights, weights)
     assert result.method == "names"
     # conv3 and the projection have one shape; structure (the downsample container) decides.
     assert result.matched["stage1.block0.shortcut.conv"] == {"kernel": "layer1.0.downsample.0.weight"}
     assert result.matched["stage1.block0.conv3"] == {"kernel": "layer1.0.conv3.weight"}
     assert result.matched["stage1.block0.shortcut.norm"]["moving_variance"] == "layer1.0.downsample.1.running_var"
+
+
+def test_equal_shapes_take_the_files_order_or_numbered_names_or_fail(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    # Two 32-channel norms in the head (over the map, over the dense features), named so that
+    # their names say nothing of their order: pre_bn / post_bn.
+    arch = tiny("head.layers=[{type: norm}, {type: global_avg_pool}, {type: dense, units: 32}, {type: norm}]")
+    weights = random_weights(arch, seed=6)
+    rename = {"head.norm1": "pre_bn", "head.norm2": "post_bn"}
+    state = {}
+    for key, value in torchvision_state_dict(weights).items():
+        module, _, tensor = key.rpartition(".")
+        state[f"{rename.get(module, module)}.{tensor}"] = value
+    assert_same_weights(import_weights(arch, state).weights, weights)  # the state dict's order decides
+    save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp_path / "w.st"))
+    with pytest.raises(
+        WeightsImportError, match=r"head\.norm1: post_bn and pre_bn both fit, and this file keeps no order"
+    ):
+        import_weights(arch, tmp_path / "w.st")
 
 
 @pytest.mark.parametrize("writer", [write_keras3_weights, write_legacy_h5], ids=["keras3", "legacy"])
@@ -57,7 +86,7 @@ def test_keras_weights_files_import_exactly(tmp_path: Path, writer) -> None:  # 
 def test_numbers_in_names_order_the_blocks() -> None:
     arch = tiny("stages.0.blocks=12")  # layer1.10 and layer1.11 sort after layer1.9, not after layer1.1
     weights = random_weights(arch, seed=2)
-    result = import_weights(arch, torchvision_state_dict(weights, order_seed=3))
+    result = import_weights(arch, torchvision_state_dict(weights))
     assert_same_weights(result.weights, weights)
     assert result.matched["stage1.block10.conv2"] == {"kernel": "layer1.10.conv2.weight"}
 

@@ -119,11 +119,11 @@ def read_file(path: Path, limits: ReadLimits) -> Source:
         if any(n.endswith("data.pkl") for n in names):
             return _torch_file(path, limits)
         raise WeightsImportError(f"{path}: a zip archive that is neither a PyTorch file nor a Keras .keras file")
-    if head[:1] == b"\x80":
-        return _torch_file(path, limits)  # refused there, with how to re-save it
-    if len(head) == 9 and head[8:9] == b"{" or path.suffix == ".safetensors":
+    if head[8:9] == b"{" or path.suffix == ".safetensors":  # an 8-byte header length, then JSON
         arrays = read_safetensors(path, limits)
-        return units_from_state_dict(arrays, f"{path} (safetensors, {len(arrays)} tensors)")
+        return units_from_state_dict(arrays, f"{path} (safetensors, {len(arrays)} tensors)", ordered=False)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # a pickle's PROTO opcode
+        return _torch_file(path, limits)  # refused there, with how to re-save it
     raise WeightsImportError(
         f"{path}: not a weights file this importer reads (PyTorch .pth / .pt / .bin, .safetensors, "
         "Keras .h5 / .weights.h5 / .keras, resnet-spec model files)"

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="SPEC")
     parser.add_argument("weights", type=Path, metavar="FILE",
                         help="PyTorch .pth / .pt / .bin, .safetensors, Keras .h5 / .weights.h5 / .keras, or a resnet-spec model")  # fmt: skip
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="model file to write (.pt, .keras)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="model file to write (.pt, .keras)"
+    )
     parser.add_argument("--backend", help="backend that builds OUT (default: from OUT's suffix)")
     parser.add_argument("--classifier", choices=("import", "new", "auto"), default="import",
                         help="import the source's classifier (default), leave it new, or import it only where it fits")  # fmt: skip

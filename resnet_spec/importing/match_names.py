@@ -10,11 +10,14 @@ vocabulary (``downsample``, ``shortcut`` or ``_0_`` mean nothing to it):
    in which every framework names repeated layers.
 2. **Shortcut.** Inside a block, the shortcut is the group of units that has the shortcut's
    shapes and leaves the rest to the branch: a sub-container (``downsample``, Keras' ``_0_``
-   layers) is preferred over loose layers, and an assignment under which the branch's layers
-   run in name order over one where they do not. Two equally good answers that differ are an
-   error (it says which), never a guess.
+   layers) is preferred over loose layers, then an assignment under which the branch's layers
+   run in name order, then one under which they run in the file's own order (``torch.save``
+   keeps the modules' registration order; safetensors and Keras 3 files do not keep one). Two
+   equally good answers that differ are an error (it says which), never a guess.
 3. **Order among equal shapes.** Where several units of one block (or of the stem and head)
-   have the same shapes, they are taken in name order.
+   have the same shapes, they are taken in the file's own order where it keeps one (a ``.pth``
+   state dict, a legacy Keras file), else in name order where the names differ by a number or
+   a letter only (``bn1`` / ``bn2``); otherwise the order is unknown, and that is an error.
 4. **Stem and head.** The units outside every block fill the stem's and head's nodes in that
    order, by shape; anything left over is an error (the file holds layers the spec lacks).
 """
@@ -22,9 +25,10 @@ vocabulary (``downsample``, ``shortcut`` or ``_0_`` mean nothing to it):
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .fit import Mismatch, misfit
@@ -135,16 +139,18 @@ def _shapes(slot: Slot) -> str:
 def _match_block(block: Block, group: list[Unit], depth: int, rank: dict[int, int]) -> Pairs:
     if not block.shortcut:
         return _assign(block.branch, group)
-    options: list[tuple[tuple[int, int], Pairs]] = []
+    options: list[tuple[tuple[int, int, int], Pairs]] = []
     for preference, chosen in _shortcut_candidates(block.shortcut, group, depth):
         rest = [u for u in group if all(u is not c for c in chosen)]
         try:
             pairs = _assign(block.shortcut, chosen) + _assign(block.branch, rest)
+        except Ambiguous:
+            raise
         except Mismatch:
             continue
         in_branch = {id(s) for s in block.branch}
         branch = [(s, u) for s, u in pairs if id(s) in in_branch]
-        options.append(((preference, 0 if _in_name_order(branch, rank) else 1), pairs))
+        options.append(((preference, *_in_order(branch, rank)), pairs))
     if not options:
         raise Mismatch(  # pragma: no cover - the block's shapes matched as a whole, so some split exists
             f"{block.shortcut[0].name}: no group of the source's block fits the shortcut"
@@ -175,21 +181,30 @@ def _shortcut_candidates(shortcut: list[Slot], group: list[Unit], depth: int) ->
     return found
 
 
-def _in_name_order(pairs: Pairs, rank: dict[int, int]) -> bool:
-    """Do the branch's convolutions, and separately its norms, run in name order?"""
+def _in_order(pairs: Pairs, rank: dict[int, int]) -> tuple[int, int]:
+    """(by name, by file position), each 0 when the branch's convolutions, and separately its
+    norms, run in that order. A file without an order of its own scores 0 on the second."""
+    by_file = all(u.order is not None for _, u in pairs)
+    return (
+        0 if _monotone(pairs, lambda u: rank[id(u)]) else 1,
+        0 if not by_file or _monotone(pairs, lambda u: u.order or 0) else 1,
+    )
+
+
+def _monotone(pairs: Pairs, position: Callable[[Unit], int]) -> bool:
     for kinds in (("conv", "dense"), ("norm",)):
-        ranks = [rank[id(u)] for s, u in pairs if s.kind in kinds]
+        ranks = [position(u) for s, u in pairs if s.kind in kinds]
         if ranks != sorted(ranks):
             return False
     return True
 
 
 def _assign(slots: Sequence[Slot], units: list[Unit]) -> Pairs:
-    """Each slot, in graph order, takes the first unused unit (in name order) that fits it."""
+    """Each slot, in graph order, takes the first unused unit that fits it (:func:`_pick`)."""
     free = list(units)
     pairs: Pairs = []
     for slot in slots:
-        fit = next((u for u in free if misfit(slot, u) is None), None)
+        fit = _pick(slot, free)
         if fit is None:
             raise Mismatch(_nothing_fits(slot, free))
         free.remove(fit)
@@ -197,6 +212,42 @@ def _assign(slots: Sequence[Slot], units: list[Unit]) -> Pairs:
     if free:
         raise Mismatch(f"{slots[-1].name}: the source has more weights here: {free[0].label} ({free[0].describe()})")
     return pairs
+
+
+class Ambiguous(Mismatch):
+    """Several units fit a node and nothing says which comes first."""
+
+
+def _pick(slot: Slot, free: list[Unit]) -> Unit | None:
+    """The unit for ``slot`` among those that fit it: the first in the file's own order where the
+    file keeps one, else the first in name order when the names count (``bn1`` / ``bn2``,
+    ``conv1.1`` / ``conv1.4``, ``conv_a`` / ``conv_b``). Names that do not count (``fc_bn`` /
+    ``head_bn``) leave the order unknown: an error, not a guess."""
+    fits = [u for u in free if misfit(slot, u) is None]  # free is in name order
+    if len(fits) < 2 or slot.excluded:
+        return fits[0] if fits else None
+    if all(u.order is not None for u in fits):
+        return min(fits, key=lambda u: u.order or 0)
+    if not _numbered(fits[0].path, fits[1].path):
+        raise Ambiguous(
+            f"{slot.name}: {fits[0].label} and {fits[1].label} both fit, and this file keeps no order that says "
+            "which comes first (import from a .pth state dict or from the model itself)"
+        )
+    return fits[0]
+
+
+def _numbered(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Do two names differ in one place only, by a number or a single letter?"""
+    if len(a) != len(b):
+        return False
+    differ = [(x, y) for x, y in zip(a, b) if x != y]
+    if len(differ) != 1:
+        return False
+    x, y = differ[0]
+    start = len(os.path.commonprefix([x, y]))
+    end = len(os.path.commonprefix([x[::-1], y[::-1]]))
+    x, y = x[start : len(x) - end], y[start : len(y) - end]
+    return (x.isdigit() and y.isdigit()) or (len(x) == len(y) == 1 and x.isalpha() and y.isalpha())
 
 
 def _nothing_fits(slot: Slot, free: list[Unit]) -> str:
@@ -213,7 +264,7 @@ def _match_pool(slots: list[Slot], pool: list[Unit]) -> Pairs:
     free = list(pool)
     pairs: Pairs = []
     for slot in slots:
-        fit = next((u for u in free if misfit(slot, u) is None), None)
+        fit = _pick(slot, free)
         if fit is None:
             if slot.excluded:
                 continue  # a new layer the source has no counterpart for

@@ -119,6 +119,7 @@ class _Reader:
         self.h5py, self.where, self.limits = h5py, where, limits
         self.entries: list[tuple[str, tuple[str, ...], Kind, dict[str, Any]]] = []
         self.declared = 0
+        self.ordered = False  # legacy files list their layers in the model's order; Keras 3 files by class
 
     def child(self, group: Any, name: str) -> Any:
         link = group.get(name, getlink=True)
@@ -177,6 +178,7 @@ class _Reader:
         self.entries.append((label, (*prefix, *split_name(name, _SEPARATORS)), kind, found))
 
     def legacy(self, group: Any) -> None:
+        self.ordered = True
         for layer in (_text(n) for n in group.attrs["layer_names"]):
             layer_group = self.child(group, layer)
             names = [_text(n) for n in layer_group.attrs.get("weight_names", [])]
@@ -197,12 +199,12 @@ class _Reader:
     def finish(self, description: str) -> NamedSource:
         check_declared(self.where, self.declared, sum(len(e[3]) for e in self.entries), self.limits)
         units = []
-        for label, path, kind, found in self.entries:
+        for index, (label, path, kind, found) in enumerate(self.entries):
             tensors = {
                 key: SourceTensor(f"{label}/{key}", checked_array(f"{label}/{key}", np.asarray(data[()])))
                 for key, data in found.items()
             }
-            units.append(Unit(kind, label, path, tensors, "neutral"))
+            units.append(Unit(kind, label, path, tensors, "neutral", order=index if self.ordered else None))
         return NamedSource(description, units)
 
 

@@ -50,6 +50,7 @@ class Unit:
     tensors: dict[str, SourceTensor]
     layout: Layout
     strides: tuple[int, int] | None = None  # known for graph sources only
+    order: int | None = None  # position in the file, where the file keeps its writer's order
     groups: int | None = None
     epsilon: float | None = None
 

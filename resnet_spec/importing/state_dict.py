@@ -20,7 +20,9 @@ _NORM = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "runn
 _LAYER = {"weight": "kernel", "bias": "bias"}
 
 
-def units_from_state_dict(tensors: Mapping[str, np.ndarray], description: str) -> NamedSource:
+def units_from_state_dict(tensors: Mapping[str, np.ndarray], description: str, ordered: bool = True) -> NamedSource:
+    """``ordered``: the mapping keeps the order its modules were registered in (``torch.save`` of
+    a state dict does; a safetensors file sorts its names)."""
     modules: dict[str, dict[str, tuple[str, np.ndarray]]] = {}
     ignored: list[str] = []
     for name, value in tensors.items():
@@ -34,6 +36,9 @@ def units_from_state_dict(tensors: Mapping[str, np.ndarray], description: str) -
             )
         modules.setdefault(module, {})[attribute] = (name, value)
     units = [_unit(module, found) for module, found in modules.items()]
+    if ordered:
+        for index, unit in enumerate(units):
+            unit.order = index
     return NamedSource(description, units, ignored)
 
 
