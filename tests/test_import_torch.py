@@ -20,13 +20,13 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 torchvision = pytest.importorskip("torchvision")
 timm = pytest.importorskip("timm")
 
-from import_helpers import assert_same_weights, tiny  # noqa: E402
-from import_seeds_torch import SEEDS  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from import_helpers import assert_same_weights, tiny
+from import_seeds_torch import SEEDS
+from safetensors.torch import save_file
 
-from resnet_spec import build_architecture  # noqa: E402
-from resnet_spec.backends import get_backend  # noqa: E402
-from resnet_spec.importing import WeightsImportError, import_weights  # noqa: E402
+from resnet_spec import build_architecture
+from resnet_spec.backends import get_backend
+from resnet_spec.importing import WeightsImportError, import_weights
 
 pytestmark = pytest.mark.torch
 
