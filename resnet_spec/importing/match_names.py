@@ -75,7 +75,24 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
             attempt = _Attempt(count, -abs(len(keys) - len(wanted)), start, keys, groups)
             if best is None or (attempt.count, attempt.closeness) > (best.count, best.closeness):
                 best = attempt
+    if not _mixed_containers(units):
+        names = ", ".join(u.label for u in units[:3])
+        raise Mismatch(
+            f"{target.blocks[0].name}: the source's names do not group its layers into blocks (names like {names}), "
+            "so no block can be found by name; import from the model itself (import_weights(arch, model))"
+        )
     raise Mismatch(_no_blocks(target, best))
+
+
+def _mixed_containers(units: list[Unit]) -> bool:
+    """Does any name prefix hold both a norm and a conv / dense layer (a block, or Keras'
+    ``conv2_block1_1`` conv + bn)? Auto-generated names (``conv2d_3``, ``batch_normalization_7``)
+    and names grouped by kind (``res2a_branch2a`` / ``bn2a_branch2a``) do not."""
+    kinds: dict[tuple[str, ...], set[bool]] = {}
+    for unit in units:
+        for depth in range(1, len(unit.path)):
+            kinds.setdefault(unit.path[:depth], set()).add(unit.kind == "norm")
+    return any(len(found) == 2 for found in kinds.values())
 
 
 @dataclass
