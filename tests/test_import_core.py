@@ -117,7 +117,7 @@ def test_a_mismatch_names_the_node_the_shapes_and_the_source_tensor() -> None:
     # 1x1 16 -> 32 exists there (as conv3), the wider 3x3 does not.
     assert message.startswith(
         "a state dict of 77 tensors: stage2.block0.conv2: expected a 3x3 conv 32 -> 32 without bias (kernel (3, 3, 32, 32)); "
-        "the source's block at that place, layer2.0, has none (it holds layer2.0.conv1.weight (16, 16, 1, 1), "
+        "the source's block at that place, layer2.0, has no such tensor left (it holds layer2.0.conv1.weight (16, 16, 1, 1), "
         "layer2.0.conv2.weight (16, 16, 3, 3)"
     )
 

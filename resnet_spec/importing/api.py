@@ -183,7 +183,8 @@ def _result(arch: Architecture, target: Target, source: Source, pairs: list[Any]
             f"{source.description}: internal match check failed ({', '.join(missing[:3]) or 'a unit used twice'})"
         )
     weights, matched, unused = {}, {}, list(getattr(source, "unused", []))
-    for slot, unit in pairs:
+    rank = {slot.name: i for i, slot in enumerate(target.slots)}
+    for slot, unit in sorted(pairs, key=lambda pair: rank[pair[0].name]):  # the spec's graph order
         if slot.excluded:
             unused.extend(t.name for t in unit.tensors.values())
             continue

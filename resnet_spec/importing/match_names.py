@@ -65,15 +65,19 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
                 groups.setdefault(unit.path[:depth], []).append(unit)
         keys = sorted(groups, key=natural_key)
         found = [Counter(u.signature() for u in groups[k]) for k in keys]
+        blocky = [i for i, k in enumerate(keys) if _block_like(groups[k])]
         for start in range(len(keys)):
             count = 0
             while count < len(wanted) and start + count < len(keys) and found[start + count] == wanted[count]:
                 count += 1
             if count == len(wanted):
                 return depth, [groups[k] for k in keys[start : start + count]]
-            # The most blocks matched; among equals, the depth whose containers are as many as the blocks.
-            attempt = _Attempt(count, -abs(len(keys) - len(wanted)), start, keys, groups)
-            if best is None or (attempt.count, attempt.closeness) > (best.count, best.closeness):
+            # For the message: the most blocks matched in a row; where none matched, the depth with the
+            # most block-like containers, from its first one.
+            if count == 0 and (not blocky or start != blocky[0]):
+                continue
+            attempt = _Attempt(count, len(blocky), start, keys, groups)
+            if best is None or (attempt.count, attempt.blocky) > (best.count, best.blocky):
                 best = attempt
     if not _mixed_containers(units):
         names = ", ".join(u.label for u in units[:3])
@@ -82,6 +86,11 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
             "so no block can be found by name; import from the model itself (import_weights(arch, model))"
         )
     raise Mismatch(_no_blocks(target, best))
+
+
+def _block_like(units: list[Unit]) -> bool:
+    layers = sum(u.kind != "norm" for u in units)
+    return layers >= 2 and layers < len(units)
 
 
 def _mixed_containers(units: list[Unit]) -> bool:
@@ -98,7 +107,7 @@ def _mixed_containers(units: list[Unit]) -> bool:
 @dataclass
 class _Attempt:
     count: int  # blocks matched in a row
-    closeness: int  # minus the difference between the numbers of containers and blocks
+    blocky: int  # containers at this depth that look like blocks
     start: int
     keys: list[tuple[str, ...]]
     groups: dict[tuple[str, ...], list[Unit]]
@@ -123,7 +132,7 @@ def _no_blocks(target: Target, best: _Attempt | None) -> str:
             continue
         return (
             f"{slot.name}: expected {show_signature(slot.signature())} ({_shapes(slot)}); the source's block at that "
-            f"place, {name}, has none ({_listing(units)})"
+            f"place, {name}, has no such tensor left ({_listing(units)})"
         )
     extra = ", ".join(show_signature(sig) for sig, n in have.items() for _ in range(n))
     return f"{block.name}: the source's block {name} has weights the spec's has not: {extra}"
