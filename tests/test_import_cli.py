@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-torchvision = pytest.importorskip("torchvision")
 
 from import_helpers import TINY, random_weights, tiny, torchvision_state_dict
 
@@ -25,6 +23,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def test_torchvision_weights_become_a_resnet_spec_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    torchvision = pytest.importorskip("torchvision")  # the test-references extra
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(weights=None).eval()
     with torch.no_grad():

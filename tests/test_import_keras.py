@@ -83,7 +83,7 @@ def test_keras_applications_resnet50_imports_from_every_file_and_from_the_model(
 
 @pytest.mark.torch
 def test_keras_weights_into_a_torch_network(applications: tuple[Any, Path]) -> None:
-    """The same file into the spec compiled for PyTorch: the functions agree to float32 rounding."""
+    """The same file into the spec compiled for PyTorch: equal outputs across frameworks."""
     pytest.importorskip("torch")
     import torch
 
@@ -96,7 +96,7 @@ def test_keras_weights_into_a_torch_network(applications: tuple[Any, Path]) -> N
     x = images(arch)
     with torch.no_grad():
         ours = model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
-    assert_close(ours, reference(x, training=False).numpy(), rtol=1e-4)
+    assert_close(ours, reference(x, training=False).numpy())  # measured: 1.3e-6
 
 
 @pytest.mark.parametrize("name", SEEDS)

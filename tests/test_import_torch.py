@@ -16,9 +16,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-torchvision = pytest.importorskip("torchvision")
-timm = pytest.importorskip("timm")
 
 from import_helpers import assert_same_weights, tiny
 from import_seeds_torch import SEEDS
@@ -34,13 +31,21 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = ["input.height=64", "input.width=64"]
 BACKEND = get_backend("torch")
 
-REFERENCES = {
-    "torchvision-resnet18": (lambda: torchvision.models.resnet18(weights=None), "resnet18"),
-    "torchvision-resnet50": (lambda: torchvision.models.resnet50(weights=None), "resnet50"),
-    "timm-resnet50d": (lambda: timm.create_model("resnet50d", pretrained=False), "timm_resnet50d"),
-    "timm-seresnet50": (lambda: timm.create_model("seresnet50", pretrained=False), "timm_seresnet50"),
-    "timm-resnetv2_50": (lambda: timm.create_model("resnetv2_50", pretrained=False), "timm_resnetv2_50"),
+REFERENCES = {  # (library, constructor, spec)
+    "torchvision-resnet18": ("torchvision", "resnet18", "resnet18"),
+    "torchvision-resnet50": ("torchvision", "resnet50", "resnet50"),
+    "timm-resnet50d": ("timm", "resnet50d", "timm_resnet50d"),
+    "timm-seresnet50": ("timm", "seresnet50", "timm_seresnet50"),
+    "timm-resnetv2_50": ("timm", "resnetv2_50", "timm_resnetv2_50"),
 }
+
+
+def reference_model(library: str, name: str) -> Any:
+    """A torchvision / timm model with random weights (the test-references extra; skipped without it)."""
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    if library == "torchvision":
+        return getattr(pytest.importorskip("torchvision").models, name)(weights=None)
+    return pytest.importorskip("timm").create_model(name, pretrained=False)
 
 
 def randomized(model: Any, seed: int = 1) -> Any:
@@ -77,10 +82,11 @@ def assert_same_outputs(model: Any, reference: Any, arch: Any) -> None:
 
 @pytest.mark.parametrize("name", REFERENCES)
 def test_reference_weights_import_from_files_and_from_the_module(name: str, tmp_path: Path) -> None:
-    make, spec = REFERENCES[name]
+    library, constructor, spec = REFERENCES[name]
     torch.manual_seed(0)
-    reference = randomized(make())
+    reference = randomized(reference_model(library, constructor))
     arch = build_architecture(EXAMPLES / f"{spec}.yaml", overrides=SMALL)
+    assert arch.params_trainable == sum(p.numel() for p in reference.parameters())  # the published count
     torch.save(reference.state_dict(), tmp_path / "weights.pth")
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(tmp_path / "weights.safetensors"))
     results = {}
@@ -96,11 +102,12 @@ def test_reference_weights_import_from_files_and_from_the_module(name: str, tmp_
 def test_torchvision_and_timm_resnetv2_find_the_same_shortcut(tmp_path: Path) -> None:
     torch.manual_seed(0)
     tv = import_weights(
-        build_architecture(EXAMPLES / "resnet50.yaml", overrides=SMALL), torchvision.models.resnet50().state_dict()
+        build_architecture(EXAMPLES / "resnet50.yaml", overrides=SMALL),
+        reference_model("torchvision", "resnet50").state_dict(),
     )
     v2 = import_weights(
         build_architecture(EXAMPLES / "timm_resnetv2_50.yaml", overrides=SMALL),
-        timm.create_model("resnetv2_50").state_dict(),
+        reference_model("timm", "resnetv2_50").state_dict(),
     )
     assert tv.matched["stage2.block0.shortcut.conv"] == {"kernel": "layer2.0.downsample.0.weight"}
     assert v2.matched["stage2.block0.shortcut.conv"] == {"kernel": "stages.1.blocks.0.downsample.conv.weight"}
@@ -140,7 +147,7 @@ def test_a_stride_in_the_wrong_place_is_found_in_a_module() -> None:
     """Shapes cannot see stride placement (v1 vs v1.5); a traced module's convolutions can."""
     arch = build_architecture(EXAMPLES / "resnet50.yaml", overrides=[*SMALL, "stages.1.stride_placement=first_1x1"])
     with pytest.raises(WeightsImportError) as info:
-        import_weights(arch, torchvision.models.resnet50())
+        import_weights(arch, reference_model("torchvision", "resnet50"))
     assert str(info.value) == (
         "the ResNet module: stage2.block0.conv1: the spec's convolution has strides (2, 2), the source's "
         "layer2.0.conv1 (1, 1) (the same weights, but the stride sits elsewhere in the source's block)"

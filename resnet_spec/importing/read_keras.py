@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..loader import Limits as SpecLimits
 from .safety import (
     FLOAT_NAMES,
     ReadLimits,
@@ -69,8 +70,8 @@ def read_keras_archive(path: Path, limits: ReadLimits) -> tuple[dict[str, Any] |
     meta = None
     with zipfile.ZipFile(path) as archive:
         if SPEC_MEMBER in members:
-            if members[SPEC_MEMBER].file_size > limits.max_header_bytes:
-                raise WeightsImportError(f"{path}: {SPEC_MEMBER} declares more than {limits.max_header_bytes:,} bytes")
+            if members[SPEC_MEMBER].file_size > SpecLimits().max_bytes:  # the spec loader's own limit
+                raise WeightsImportError(f"{path}: {SPEC_MEMBER} declares more than {SpecLimits().max_bytes:,} bytes")
             try:
                 meta = json.loads(archive.read(SPEC_MEMBER))
             except (ValueError, RecursionError) as exc:
