@@ -8,6 +8,7 @@ with -inf (the stem has no ReLU, so zeros would win over negative cells)."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def seed2_resnet_v2(depth: int = 11, classes: int = 10) -> keras.Model:
     x = _resnet_layer(inputs, filters_in, conv_first=True)
     for stage in range(3):
         for block in range(n):
-            activation, batch_normalization, strides = "relu", True, 1
+            activation: str | None = "relu"
+            batch_normalization, strides = True, 1
             if stage == 0:
                 filters_out = filters_in * 4
                 if block == 0:
@@ -175,7 +177,7 @@ def seed5_xray_resnet18() -> keras.Model:
     return keras.Model(inputs, layers.Dense(2)(x))
 
 
-SEEDS = {
+SEEDS: dict[str, Callable[[], Any]] = {
     "resnet34_cifar10": seed1_resnet34,
     "resnet_v2_11_cifar10": seed2_resnet_v2,
     "resnet50_signs": seed3_resnet50_signs,

@@ -6,6 +6,8 @@ the bottom / right), and Keras' batch-norm defaults as eps 1e-3, momentum 0.01."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +260,7 @@ class Seed5XrayResNet18(nn.Module):
         return self.classifier(x)
 
 
-SEEDS = {
+SEEDS: dict[str, Callable[[], Any]] = {
     "resnet34_cifar10": Seed1ResNet34,
     "resnet_v2_11_cifar10": Seed2ResNetV2,
     "resnet50_signs": Seed3ResNet50,

@@ -7,12 +7,13 @@ import json
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
+pytest.importorskip("torch")
+import torch
 from import_helpers import TINY, random_weights, tiny, torchvision_state_dict
 
 from resnet_spec.backends import get_backend
@@ -30,8 +31,8 @@ def test_torchvision_weights_become_a_resnet_spec_model(tmp_path: Path, capsys: 
     with torch.no_grad():
         for module in reference.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
+                module.get_buffer("running_mean").uniform_(-0.2, 0.2)
+                module.get_buffer("running_var").uniform_(0.5, 1.5)
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
     out = tmp_path / "resnet18.pt"
     argv = ["import-weights", str(EXAMPLES / "resnet18.yaml"), str(tmp_path / "resnet18.pth"), "-o", str(out),
@@ -85,7 +86,7 @@ def test_a_pytorch_state_dict_into_a_keras_model(tmp_path: Path, capsys: pytest.
     )
     assert main(["import-weights", str(spec), str(tmp_path / "w.pth"), "-o", str(tmp_path / "tiny.keras")]) == 0
     capsys.readouterr()
-    keras_backend = get_backend("keras")
+    keras_backend: Any = get_backend("keras")
     model, _ = keras_backend.load(tmp_path / "tiny.keras")
     loaded = keras_backend.get_weights(model, tiny())
     for node, entry in weights.items():

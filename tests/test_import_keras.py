@@ -28,7 +28,7 @@ pytestmark = pytest.mark.keras
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = ["input.height=64", "input.width=64"]
-BACKEND = get_backend("keras")
+BACKEND: Any = get_backend("keras")
 
 
 def randomized(model: Any, seed: int = 0) -> Any:
@@ -89,7 +89,7 @@ def test_keras_weights_into_a_torch_network(applications: tuple[Any, Path]) -> N
 
     reference, folder = applications
     arch = build_architecture(EXAMPLES / "keras_resnet50_imagenet.yaml", overrides=SMALL)
-    torch_backend = get_backend("torch")
+    torch_backend: Any = get_backend("torch")
     model = torch_backend.build(arch).eval()
     result = import_weights(arch, folder / "resnet50.weights.h5")
     torch_backend.set_weights(model, arch, result.complete(torch_backend.get_weights(model, arch)))

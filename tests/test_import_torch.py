@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
+pytest.importorskip("torch")
+import torch
 from import_helpers import assert_same_weights, tiny
 from import_seeds_torch import SEEDS
 from safetensors.torch import save_file
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = ["input.height=64", "input.width=64"]
-BACKEND = get_backend("torch")
+BACKEND: Any = get_backend("torch")
 
 REFERENCES = {  # (library, constructor, spec)
     "torchvision-resnet18": ("torchvision", "resnet18", "resnet18"),
@@ -54,8 +54,8 @@ def randomized(model: Any, seed: int = 1) -> Any:
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.running_mean.uniform_(-0.2, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 1.5, generator=generator)
+                module.get_buffer("running_mean").uniform_(-0.2, 0.2, generator=generator)
+                module.get_buffer("running_var").uniform_(0.5, 1.5, generator=generator)
                 if module.affine:
                     module.weight.uniform_(0.5, 1.5, generator=generator)
                     module.bias.uniform_(-0.2, 0.2, generator=generator)
