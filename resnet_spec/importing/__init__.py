@@ -16,9 +16,12 @@ docs/importing.md.
 
 from __future__ import annotations
 
-from .api import Classifier, import_weights, read_source
-from .result import ImportResult
-from .safety import ReadLimits, WeightsImportError, limits_for
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Classifier, import_weights, read_source
+    from .result import ImportResult
+    from .safety import ReadLimits, WeightsImportError, limits_for
 
 __all__ = [
     "Classifier",
@@ -29,3 +32,15 @@ __all__ = [
     "limits_for",
     "read_source",
 ]
+
+_HOMES = {"Classifier": "api", "import_weights": "api", "read_source": "api", "ImportResult": "result",
+          "ReadLimits": "safety", "WeightsImportError": "safety", "limits_for": "safety"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy: the CLI imports :mod:`.command` at start-up without the readers and matchers."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
