@@ -227,17 +227,25 @@ def _monotone(pairs: Pairs, position: Callable[[Unit], int]) -> bool:
 
 def _assign(slots: Sequence[Slot], units: list[Unit]) -> Pairs:
     """Each slot, in graph order, takes the first unused unit that fits it (:func:`_pick`)."""
+    pairs, free = _fill(slots, units)
+    if free:
+        raise Mismatch(f"{slots[-1].name}: the source has more weights here: {free[0].label} ({free[0].describe()})")
+    return pairs
+
+
+def _fill(slots: Sequence[Slot], units: list[Unit], where: str = "") -> tuple[Pairs, list[Unit]]:
+    """(pairs, the units left); a new (excluded) layer without a counterpart is skipped."""
     free = list(units)
     pairs: Pairs = []
     for slot in slots:
         fit = _pick(slot, free)
         if fit is None:
-            raise Mismatch(_nothing_fits(slot, free))
+            if slot.excluded:
+                continue
+            raise Mismatch(_nothing_fits(slot, free) + where)
         free.remove(fit)
         pairs.append((slot, fit))
-    if free:
-        raise Mismatch(f"{slots[-1].name}: the source has more weights here: {free[0].label} ({free[0].describe()})")
-    return pairs
+    return pairs, free
 
 
 class Ambiguous(Mismatch):
@@ -287,16 +295,7 @@ def _nothing_fits(slot: Slot, free: list[Unit]) -> str:
 
 
 def _match_pool(slots: list[Slot], pool: list[Unit]) -> Pairs:
-    free = list(pool)
-    pairs: Pairs = []
-    for slot in slots:
-        fit = _pick(slot, free)
-        if fit is None:
-            if slot.excluded:
-                continue  # a new layer the source has no counterpart for
-            raise Mismatch(_nothing_fits(slot, free) + " (outside the source's blocks)")
-        free.remove(fit)
-        pairs.append((slot, fit))
+    pairs, free = _fill(slots, pool, " (outside the source's blocks)")
     if free:
         listing = "; ".join(f"{u.label} ({u.describe()})" for u in free[:3])
         raise Mismatch(f"the source has weights outside its blocks that the spec has no place for: {listing}")
