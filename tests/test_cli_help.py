@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from resnet_spec.cli import COMMANDS, build_parser
+from resnet_spec.cli import build_parser, command_modules
+
+COMMANDS = [module.NAME for module in command_modules()]  # command names (import-weights lives in import_weights)
 from resnet_spec.cli.common import EXIT_STATUSES
 
 REPO = Path(__file__).resolve().parent.parent

@@ -30,6 +30,7 @@ COMMANDS = (
     "compile",
     "load",
     "convert",
+    "import_weights",
     "parity",
     "train",
     "evaluate",
