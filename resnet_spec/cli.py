@@ -19,6 +19,7 @@ from .diagnostics import CODES, render_json, render_text
 from .pipeline import Result, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile / XLA jit_compile")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (smoke runs)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (mid-epoch too)")
+    p.add_argument("--workers", type=int, metavar="N", help="input-pipeline workers (default: one per CPU core, at most 8)")
+    p.add_argument("--workers-local", type=int, metavar="N",
+                   help="data-parallel over N local processes (torchrun / tf.distribute multi-worker)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     _add_overrides(p)
     p.set_defaults(run=cmd_train)
@@ -277,24 +282,35 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import shlex
+
     from .backends import BackendError
-    from .training.commands import TrainingError, is_leader, print_evaluation, train
-    from .training.data import DataError
+    from .training.commands import DataError, TrainingError, TrainingInterrupted, is_leader, print_evaluation, train
 
     result = _validated(args.file, args.overrides)
     if result.architecture is None or result.document is None:
         _print_problems(result)
         return EXIT_INVALID
+    if args.workers_local:
+        from .training.launch import local_workers, without_option
+
+        return local_workers(args.workers_local, args.backend, without_option(sys.argv[1:], "--workers-local"))
     execution = {"device": args.device, "mixed_precision": args.mixed_precision, "channels_last": args.channels_last,
-                 "compile": args.compile}  # fmt: skip
+                 "compile": args.compile, "workers": args.workers}  # fmt: skip
+    hint = shlex.join(["resnet-spec", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
     try:
         evaluation = train(
             result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
             resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
+            checkpoint_every=args.checkpoint_every, resume_hint=hint,
         )  # fmt: skip
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingInterrupted as exc:
+        if is_leader():
+            print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (TrainingError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -337,8 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .backends import BackendError
-    from .training.commands import TrainingError, evaluate, print_evaluation
-    from .training.data import DataError
+    from .training.commands import DataError, TrainingError, evaluate, print_evaluation
 
     try:
         evaluation, names = evaluate(args.run_dir, args.data, args.backend)

@@ -1,0 +1,153 @@
+"""The PyTorch input pipeline: ``torch.utils.data`` reading a split for the core's plan.
+
+* :class:`ExampleReader`, a map-style ``Dataset`` whose items are whole requests (a shard of a
+  global batch, :class:`resnet_spec.training.plan.Shard`, or an evaluation block): it reads the
+  examples (a batch read for arrays and memory maps; Pillow decoding for image files), brings each
+  to the input's size (:mod:`resnet_spec.training.geometry`, with ``F.interpolate``: bilinear,
+  half-pixel centres, antialiased when asked) and applies the preprocessor, returning an NHWC
+  float32 tensor and the labels;
+* :class:`PlanSampler`, the sampler: the requests of this rank for a range of steps, in order
+  (each rank reads only its shard of every global batch: DistributedSampler's semantics with the
+  core's global order);
+* :func:`loader`: the ``DataLoader`` over them: ``workers`` processes (each with one intra-op
+  thread, ignoring Ctrl-C: the training process decides), pinned memory on CUDA, ``prefetch``
+  requests per worker in flight; evaluation loaders keep their workers between epochs.
+
+Workers compute nothing random: every random number is in the request, drawn by the core."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from resnet_spec.training.errors import DataError
+from resnet_spec.training.geometry import Geometry, center_offset, crop_box, shorter_side_size
+from resnet_spec.training.plan import Plan
+from resnet_spec.training.preprocess import Preprocessor
+from resnet_spec.training.sources import Split
+
+PREFETCH = 4  # requests in flight per worker
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Block:
+    """An evaluation request: consecutive examples, no random numbers."""
+
+    indices: np.ndarray
+    crops: None = None
+
+
+def default_workers(split: Split, geometry: Geometry) -> int:
+    """No workers for data in memory that needs no resizing; else one per CPU core, at most 8."""
+    if split.in_memory and geometry.mode == "none":
+        return 0
+    return max(1, min(MAX_AUTO_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+def resize(image: np.ndarray, height: int, width: int, antialias: bool) -> np.ndarray:
+    """(h, w, c) -> (height, width, c) float32 by ``F.interpolate`` (bilinear, half-pixel centres)."""
+    tensor = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+    out = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def transform(image: np.ndarray, geometry: Geometry, draws: np.ndarray | None) -> np.ndarray:
+    """One decoded example (uint8 HWC) brought to the input's size as float32."""
+    h, w = image.shape[:2]
+    out_h, out_w = geometry.height, geometry.width
+    if geometry.mode == "none" or (geometry.mode == "stretch" and (h, w) == (out_h, out_w)):
+        return image.astype(np.float32)
+    if geometry.mode == "stretch":
+        return resize(image, out_h, out_w, geometry.antialias)
+    if geometry.mode == "shorter_side":
+        assert geometry.shorter_side is not None
+        nh, nw = shorter_side_size(h, w, geometry.shorter_side)
+        scaled = image.astype(np.float32) if (nh, nw) == (h, w) else resize(image, nh, nw, geometry.antialias)
+        top, left = center_offset(nh, out_h), center_offset(nw, out_w)
+        return np.ascontiguousarray(scaled[top : top + out_h, left : left + out_w])
+    assert draws is not None, "random_resized_crop needs the core's draws"
+    top, left, bh, bw = crop_box(h, w, draws, geometry.ratio)
+    return resize(image[top : top + bh, left : left + bw], out_h, out_w, geometry.antialias)
+
+
+class ExampleReader(Dataset[Any]):
+    def __init__(self, split: Split, geometry: Geometry, preprocessor: Preprocessor) -> None:
+        self.split, self.geometry, self.preprocessor = split, geometry, preprocessor
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, request: Any) -> tuple[Any, Any]:
+        """(NHWC float32 images, int64 labels) of the request; (message, None) for a data error,
+        raised by the training process (a worker's exception would arrive with its traceback)."""
+        try:
+            images = self.read(request.indices, request.crops)
+        except DataError as exc:
+            return str(exc), None
+        return torch.from_numpy(self.preprocessor(images)), torch.from_numpy(self.split.labels[request.indices])
+
+    def read(self, indices: np.ndarray, crops: np.ndarray | None) -> np.ndarray:
+        geometry = self.geometry
+        if not self.split.is_files and geometry.mode == "none":
+            return self.split.read(indices)
+        if self.split.is_files:
+            images = [self.split.decode(int(i), geometry.channels) for i in indices]
+        else:
+            images = list(self.split.read(indices))
+        return np.stack([transform(image, geometry, None if crops is None else crops[k]) for k, image in enumerate(images)])
+
+
+class PlanSampler(Sampler[Any]):
+    """This rank's shards of steps ``start`` .. ``stop - 1``."""
+
+    def __init__(self, plan: Plan, start: int, stop: int, rank: int, world: int) -> None:
+        self.plan, self.start, self.stop, self.rank, self.world = plan, start, stop, rank, world
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[Any]:
+        for step in range(self.start, self.stop):
+            yield self.plan.shard(step, self.rank, self.world)
+
+
+class BlockSampler(Sampler[Any]):
+    """Consecutive blocks of ``size`` examples of a split of ``count``: evaluation order."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size = count, size
+
+    def __len__(self) -> int:
+        return (self.count + self.size - 1) // self.size
+
+    def __iter__(self) -> Iterator[Any]:
+        for start in range(0, self.count, self.size):
+            yield Block(np.arange(start, min(start + self.size, self.count)))
+
+
+def _worker_init(_: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process' to handle
+
+
+def loader(reader: ExampleReader, sampler: Sampler[Any], workers: int, device: torch.device, *,
+           persistent: bool = False) -> DataLoader[Any]:  # fmt: skip
+    return DataLoader(reader, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                      prefetch_factor=PREFETCH if workers else None, persistent_workers=persistent and workers > 0,
+                      worker_init_fn=_worker_init if workers else None)  # fmt: skip
+
+
+def check(item: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader's item, or the data error a worker reported."""
+    images, labels = item
+    if labels is None:
+        raise DataError(images)
+    return images, labels
