@@ -140,9 +140,11 @@ def _worker_init(_: int) -> None:
 
 def loader(reader: ExampleReader, sampler: Sampler[Any], workers: int, device: torch.device, *,
            persistent: bool = False) -> DataLoader[Any]:  # fmt: skip
+    # Its own generator: a DataLoader draws its workers' base seed from the global one otherwise,
+    # which would shift the dropout masks of the steps that follow (and break exact resume).
     return DataLoader(reader, batch_size=None, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
                       prefetch_factor=PREFETCH if workers else None, persistent_workers=persistent and workers > 0,
-                      worker_init_fn=_worker_init if workers else None)  # fmt: skip
+                      worker_init_fn=_worker_init if workers else None, generator=torch.Generator())  # fmt: skip
 
 
 def check(item: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,43 +1,62 @@
-"""TensorBoard scalar event files, written by tensorboardX (a well-kept writer that needs neither
-TensorFlow nor tensorboard: tensorboard's own ``EventFileWriter`` and ``torch.utils.tensorboard``
-import TensorFlow, seconds and hundreds of MB in a PyTorch run).
+"""TensorBoard scalar event files, written with tensorboardX's event writer (a well-kept library
+that needs neither TensorFlow nor tensorboard: tensorboard's own ``EventFileWriter`` and
+``torch.utils.tensorboard`` import TensorFlow, seconds and hundreds of MB in a PyTorch run).
 
-tensorboardX's writer module imports torch only to accept torch tensors (this module passes
-floats); a Keras run that has not loaded torch imports tensorboardX with torch blocked, so it
-stays out of that process too."""
+tensorboardX's synchronous ``EventsWriter`` is used rather than its ``SummaryWriter``, whose
+background thread may still hold events when ``flush`` returns: here every epoch's scalars are
+in the file when the epoch is logged, so a killed run loses nothing it logged. A resumed run's
+file starts with TensorBoard's purge marker (a ``SessionLog.START`` at the resumed step), so the
+epochs logged after the checkpoint by the interrupted run are hidden (tensorboardX's
+``purge_step``).
+
+tensorboardX's package imports torch only to accept torch tensors (this module passes floats); a
+Keras run that has not loaded torch imports it with torch blocked, keeping torch out of it."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, cast
 
+_COUNTER = itertools.count()
 
-def summary_writer(folder: Path, purge_step: int | None = None) -> Any:
-    """A ``tensorboardX.SummaryWriter`` appending to a new event file in ``folder``; with
-    ``purge_step``, TensorBoard discards what earlier files logged at that step and after (a
-    resumed run replaces them)."""
+
+def _tensorboardx() -> Any:
     if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
         cast(Any, sys.modules)["torch"] = None  # makes `import torch` raise ImportError
         try:
             import tensorboardX
         finally:
             del sys.modules["torch"]
-    import tensorboardX
+    import tensorboardX.event_file_writer
+    import tensorboardX.proto.event_pb2
+    import tensorboardX.summary
 
-    return tensorboardX.SummaryWriter(str(folder), purge_step=purge_step, flush_secs=10)
+    return tensorboardX
 
 
 class EventWriter:
-    """Scalars by step; flushed after every write, so TensorBoard sees each epoch as it ends and a
-    killed run loses nothing that was logged."""
+    """Appends scalars to a new ``FOLDER/events.out.tfevents.*`` file (its name unique to this
+    process and writer: tensorboardX truncates a file of the same name)."""
 
     def __init__(self, folder: Path, purge_step: int | None = None) -> None:
-        self._writer = summary_writer(folder, purge_step)
+        tbx = _tensorboardx()
+        self._proto = tbx.proto.event_pb2
+        self._summary = tbx.summary
+        suffix = f".{os.getpid()}.{next(_COUNTER)}"
+        self._writer = tbx.event_file_writer.EventsWriter(str(Path(folder) / "events"), filename_suffix=suffix)
+        if purge_step is not None:
+            start = self._proto.SessionLog(status=self._proto.SessionLog.START)
+            self._writer.write_event(self._proto.Event(wall_time=time.time(), step=purge_step, session_log=start))
+        self._writer.flush()
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
-            self._writer.add_scalar(tag, value, step)
+            event = self._proto.Event(wall_time=time.time(), step=step, summary=self._summary.scalar(tag, value))
+            self._writer.write_event(event)
         self._writer.flush()
 
     def close(self) -> None:

@@ -31,10 +31,12 @@ from .errors import DataError
 from .sources import ArraySplit, HDF5Split, ImageFiles, Split
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# What NumPy arrays and scalars (labels written with NumPy) are pickled with: constructors of
+# arrays from bytes, nothing that calls code of the pickle's choosing.
 CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-}  # fmt: skip
+    (core, name) for core in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")
+} | {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"),
+     ("numpy", "dtype"), ("_codecs", "encode")}  # fmt: skip
 RAW_BYTES = {"BINSTRING": 4, "SHORT_BINSTRING": 1, "BINBYTES": 4, "SHORT_BINBYTES": 1, "BINBYTES8": 8, "BYTEARRAY8": 8}
 
 
@@ -98,7 +100,9 @@ def cifar(path: Path) -> tuple[Split, Split, list[str]]:
         if not file.exists():
             raise DataError(f"{path}: CIFAR file {file.name} is missing")
     parts = [cifar_batch(file, label_key) for file in train_files]
-    x_train = _Concatenated([x for x, _ in parts]) if len(parts) > 1 else parts[0][0]
+    blocks = [x for x, _ in parts]
+    mapped = any(isinstance(x, np.memmap) for x in blocks)
+    x_train = _Concatenated(blocks) if mapped and len(blocks) > 1 else blocks[0] if mapped else np.concatenate(blocks)
     x_test, y_test = cifar_batch(test_file, label_key)
     names: list[str] = []
     if (path / meta_name).exists():

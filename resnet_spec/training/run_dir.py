@@ -66,6 +66,7 @@ class RunDir:
         (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._rewrite_csv(kept)
         self._purge_step = step + 1
+        self.close()  # the next scalars go to a new event file, which starts with the purge
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.create()
