@@ -28,7 +28,6 @@ One backend per process: TensorFlow reserves most of the GPU's memory for itself
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys

@@ -101,7 +101,7 @@ def test_jpeg_decoding_is_pillows_bit_for_bit(tmp_path: Path) -> None:
     reader = keras_pipeline.Reader(split, Geometry("stretch", 61, 47, 3), None, 1)  # type: ignore[arg-type]
     assert reader.native
     for index, path in enumerate(split.files(np.arange(len(names)))):
-        decoded = reader._file(tf.constant(path)).numpy()  # noqa: SLF001 - the reader's own decoding
+        decoded = reader._file(tf.constant(path)).numpy()
         np.testing.assert_array_equal(decoded, split.decode(index, 3).astype(np.float32))
 
 
