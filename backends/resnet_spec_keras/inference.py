@@ -39,6 +39,7 @@ class Inference:
         infer = logits_model(model)
         self._predict = tf.function(lambda x: tf.cast(infer(x, training=False), tf.float32), reduce_retracing=True)
         self.preprocessor, self.batch, self.workers = preprocessor, max(batch, EVAL_BATCH), workers
+        self._datasets: dict[int, tuple[Split, Any, Any]] = {}  # per split: traced once, iterated every epoch
 
     def predict(self, split: Split, geometry: Geometry) -> Predictions:
         if split.in_memory and geometry.mode == "none":
@@ -47,9 +48,12 @@ class Inference:
                 images = self.preprocessor(split.read(indices))
                 yield self._predict(tf.constant(images)).numpy(), split.labels[indices]
             return
-        workers = self.workers if self.workers is not None else pipeline.default_workers(split, geometry)
-        reader = pipeline.Reader(split, geometry, self.preprocessor, workers)
-        stream = iter(reader.evaluation(self.batch))
+        if id(split) not in self._datasets:
+            workers = self.workers if self.workers is not None else pipeline.default_workers(split, geometry)
+            reader = pipeline.Reader(split, geometry, self.preprocessor, workers)
+            self._datasets[id(split)] = (split, reader, reader.evaluation(self.batch))
+        _, reader, dataset = self._datasets[id(split)]
+        stream = iter(dataset)
         first = 0
         while True:
             try:

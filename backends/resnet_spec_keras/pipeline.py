@@ -3,8 +3,10 @@
 One element is one request: a replica's shard of a global batch (training) or a block of
 consecutive examples (evaluation), generated in order from the plan
 (:class:`resnet_spec.training.plan.Shard`: indices, labels, pad-and-crop and flip numbers,
-random-resized-crop draws). ``interleave`` (deterministic, ``workers`` requests in parallel)
-reads each request's examples with TensorFlow's own operations, off the Python thread:
+random-resized-crop draws). The requests' examples form one stream read by ``workers`` parallel
+calls (``map(num_parallel_calls=workers, deterministic=True)``) and are grouped back into the
+requests (``group_by_window``, a window of each request's size), with TensorFlow's own
+operations, off the Python thread:
 
 * image files: ``tf.io.read_file``, then ``decode_jpeg`` with libjpeg's accurate integer DCT (what
   Pillow uses: the same pixels, bit for bit) or ``decode_image`` for PNG; the file's channels are
@@ -34,7 +36,8 @@ from resnet_spec.training.sources import Split, decode_image
 NATIVE_SUFFIXES = {".jpg", ".jpeg", ".png"}  # decoded by TensorFlow; the rest by Pillow
 MAX_AUTO_WORKERS = 8
 
-Request = tuple[np.ndarray, ...]  # (indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
+Request = tuple[np.ndarray, ...]  # (keys, indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
+KEY_BITS = 20  # a request's key: its number << KEY_BITS | its size (per-replica batches below a million)
 
 
 def default_workers(split: Split, geometry: Geometry) -> int:
@@ -59,44 +62,60 @@ class Reader:
     def training(self, plan: Plan, start: int, stop: int, parts: list[int], total: int) -> tf.data.Dataset:
         """The shards ``parts`` (replica ids among ``total``) of steps start .. stop - 1, in order."""
 
-        def requests() -> Iterator[Request]:
+        def shards() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
             for step in range(start, stop):
                 for part in parts:
                     shard = plan.shard(step, part, total)
-                    numbers = np.stack([shard.tops, shard.lefts, shard.flips], axis=1).astype(np.int32)
-                    yield self._request(shard.indices, numbers, shard.crops)
+                    yield shard.indices, np.stack([shard.tops, shard.lefts, shard.flips], axis=1).astype(np.int32), shard.crops
 
-        return self._dataset(requests)
+        return self._dataset(shards)
 
     def evaluation(self, batch: int) -> tf.data.Dataset:
-        def requests() -> Iterator[Request]:
+        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
             for first in range(0, len(self.split), batch):
                 indices = np.arange(first, min(first + batch, len(self.split)))
-                yield self._request(indices, np.zeros((len(indices), 3), np.int32), None)
+                yield indices, np.zeros((len(indices), 3), np.int32), None
 
-        return self._dataset(requests)
-
-    def _request(self, indices: np.ndarray, numbers: np.ndarray, crops: np.ndarray | None) -> Request:
-        parts: list[np.ndarray] = [indices, self.split.labels[indices], numbers]
-        if self.geometry.random:
-            assert crops is not None, "random_resized_crop needs the core's draws"
-            parts.append(crops)
-        if self.split.is_files:
-            parts.append(np.array(self.split.files(indices), dtype=object).astype(bytes))
-        return tuple(parts)
+        return self._dataset(blocks)
 
     def _signature(self) -> tuple[tf.TensorSpec, ...]:
-        spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 3], tf.int32)]
+        spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, 3], tf.int32)]  # fmt: skip
         if self.geometry.random:
             spec.append(tf.TensorSpec([None, TRIES, 4], tf.float64))
         if self.split.is_files:
             spec.append(tf.TensorSpec([None], tf.string))
         return tuple(spec)
 
-    def _dataset(self, requests: Callable[[], Iterator[Request]]) -> tf.data.Dataset:
+    def _dataset(self, shards: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]) -> tf.data.Dataset:
+        def requests() -> Iterator[Request]:
+            """(key, indices, labels, numbers[, crops][, paths]) per request; ``key`` (one per
+            example) is the request's number shifted left 20 bits plus its size."""
+            for number, (indices, numbers, crops) in enumerate(shards()):
+                key = np.full(len(indices), (number << KEY_BITS) + len(indices), np.int64)
+                parts: list[np.ndarray] = [key, indices, self.split.labels[indices], numbers]
+                if self.geometry.random:
+                    assert crops is not None, "random_resized_crop needs the core's draws"
+                    parts.append(crops)
+                if self.split.is_files:
+                    parts.append(np.array(self.split.files(indices), dtype=object).astype(bytes))
+                yield tuple(parts)
+
         source = tf.data.Dataset.from_generator(requests, output_signature=self._signature())
-        # A parallel map over whole requests: `workers` batches are read at once, delivered in order.
-        loaded = source.map(self._load, num_parallel_calls=self.workers, deterministic=True)
+        parallel = {"num_parallel_calls": self.workers, "deterministic": True}
+        if not self.split.is_files and self.geometry.mode == "none":
+            loaded = source.map(self._block, **parallel)  # a batch read per request, nothing per example
+        else:
+            if not self.split.is_files:
+                source = source.map(self._with_block, **parallel)
+            # One stream of examples, read by `workers` parallel calls, grouped back into requests
+            # (a window of the request's size per key: requests of any size, in order).
+            examples = source.unbatch().map(self._example, **parallel)
+            size = tf.constant((1 << KEY_BITS) - 1, tf.int64)
+            loaded = examples.group_by_window(key_func=lambda key, *_: key,
+                                              reduce_func=lambda key, window: window.batch(key & size),
+                                              window_size_func=lambda key: key & size)  # fmt: skip
+            loaded = loaded.map(lambda keys, images, labels, numbers: (images, labels, numbers))
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         options.deterministic = True
@@ -104,29 +123,28 @@ class Reader:
 
     # -------------------------------------------------------------- reading
 
-    def _load(self, *request: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        indices, labels, numbers = request[:3]
-        crops = request[3] if self.geometry.random else None
+    def _read(self, indices: tf.Tensor) -> tf.Tensor:
+        shape = self.split.example_shape
+        assert shape is not None  # arrays have one
+        block = tf.numpy_function(self.split.read, [indices], tf.as_dtype(self.split.dtype), stateful=False)
+        return tf.ensure_shape(block, [None, *shape])
+
+    def _block(self, key: tf.Tensor, indices: tf.Tensor, labels: tf.Tensor, numbers: tf.Tensor,
+               *_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+        return self.preprocessor.apply(tf.cast(self._read(indices), tf.float32)), labels, numbers
+
+    def _with_block(self, key: tf.Tensor, indices: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The request with its examples' pixels in place of their indices."""
+        return (key, self._read(indices), *rest)
+
+    def _example(self, key: tf.Tensor, source: tf.Tensor, label: tf.Tensor, numbers: tf.Tensor,
+                 *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:  # fmt: skip
+        crops = rest[0] if self.geometry.random else None
         if self.split.is_files:
-            paths = request[-1]
-            if crops is None:
-                images = tf.map_fn(self._file, paths, fn_output_signature=self._example_spec())
-            else:
-                images = tf.map_fn(lambda item: self._file(item[0], item[1]), (paths, crops),
-                                   fn_output_signature=self._example_spec())  # fmt: skip
+            image = self._file(rest[-1], crops)
         else:
-            shape = self.split.example_shape
-            assert shape is not None  # arrays have one
-            block = tf.numpy_function(self.split.read, [indices], tf.as_dtype(self.split.dtype), stateful=False)
-            block = tf.ensure_shape(block, [None, *shape])
-            if self.geometry.mode == "none":
-                images = tf.cast(block, tf.float32)
-            elif crops is None:
-                images = tf.map_fn(self._shape, block, fn_output_signature=self._example_spec())
-            else:
-                images = tf.map_fn(lambda item: self._shape(item[0], item[1]), (block, crops),
-                                   fn_output_signature=self._example_spec())  # fmt: skip
-        return self.preprocessor.apply(images), labels, numbers
+            image = self._shape(source, crops)
+        return key, self.preprocessor.apply(image), label, numbers
 
     def _example_spec(self) -> tf.TensorSpec:
         g = self.geometry
@@ -192,7 +210,16 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 def resize(image: tf.Tensor, height: Any, width: Any, antialias: bool) -> tf.Tensor:
-    return tf.image.resize(tf.cast(image, tf.float32), tf.stack([height, width]), method="bilinear", antialias=antialias)
+    """Bilinear, half-pixel centres. An antialiased enlargement is plain bilinear interpolation
+    (the filter widens only to shrink), and TensorFlow's antialiased kernel costs about three
+    times the plain one, so it runs only when an axis shrinks."""
+    image = tf.cast(image, tf.float32)
+    size = tf.stack([height, width])
+    if not antialias:
+        return tf.image.resize(image, size, method="bilinear")
+    shrinks = tf.reduce_any(tf.shape(image)[:2] > size)
+    return tf.cond(shrinks, lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+                   lambda: tf.image.resize(image, size, method="bilinear"))  # fmt: skip
 
 
 def transform(image: tf.Tensor, geometry: Geometry, draws: tf.Tensor | None) -> tf.Tensor:

