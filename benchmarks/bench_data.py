@@ -264,14 +264,14 @@ def memory(args: argparse.Namespace, backend: str, images: int) -> dict[str, Any
         import torch
         from resnet_spec_torch import pipeline
 
-        reader = pipeline.ExampleReader(job.train, job.geometry(job.train, train=True), job.preprocessor)
-        loader = pipeline.loader(reader, pipeline.PlanSampler(job.plan, 0, steps, 0, 1), args.workers, torch.device("cpu"))
-        seen = sum(len(images_) for images_, _ in loader)
+        examples = pipeline.ExampleReader(job.train, job.geometry(job.train, train=True), job.preprocessor)
+        loader = pipeline.loader(examples, pipeline.PlanSampler(job.plan, 0, steps, 0, 1), args.workers, torch.device("cpu"))
+        seen = sum(len(batch) for batch, _ in loader)
     else:
         from resnet_spec_keras import pipeline as kp
 
         reader = kp.Reader(job.train, job.geometry(job.train, train=True), job.preprocessor, args.workers)
-        seen = sum(int(x.shape[0]) for x, _, _ in reader.training(job.plan, 0, steps, [0], 1))
+        seen = sum(int(batch.shape[0]) for batch, _, _ in reader.training(job.plan, 0, steps, [0], 1))
     seconds = time.perf_counter() - start
     return {"images": seen, "seconds": seconds, "before_mib": before / 1024,
             "self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -304,7 +304,7 @@ def training(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     every = np.arange(len(files.train))
     decoded = np.stack([files.train.decode(int(i), 1) for i in every])
     in_memory = Dataset.from_arrays("digits", decoded, files.train.labels, decoded[:0], files.train.labels[:0])
-    trainer = get_backend(backend)
+    trainer: Any = get_backend(backend)  # a Trainer: it opens training sessions
     total = args.warmup + args.rounds * args.chunk
     contestants = {}
     for name, dataset in (("tensors in memory", in_memory), ("JPEG folder", files)):

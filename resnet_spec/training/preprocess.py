@@ -64,7 +64,7 @@ class Preprocessor:
             np.multiply(x, np.float32(self.scale), out=x)
             if self.mean is not None:
                 np.subtract(x, self.mean, out=x)
-            if self.mode == "mean_std":
+            if self.mode == "mean_std" and self.std is not None:
                 np.divide(x, self.std, out=x)
         return x
 
