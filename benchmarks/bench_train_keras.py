@@ -177,12 +177,12 @@ def main() -> int:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {
+        variants: dict[str, Any] = {
             "minimal": Minimal(plain, Path(tmp) / "m"),
             "harness": Harness(plain, Path(tmp) / "h"),
             "augmented": Harness(augmented, Path(tmp) / "a"),
         }
-        steps_per_epoch = variants["harness"].steps_per_epoch  # type: ignore[attr-defined]
+        steps_per_epoch = variants["harness"].steps_per_epoch
         for variant in variants.values():  # warm-up: one epoch each (tracing, both batch shapes)
             for _ in range(2):
                 variant.block(steps_per_epoch)
