@@ -285,8 +285,8 @@ def training(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     import yaml
 
     import resnet_spec
-    from resnet_spec.backends import get_backend
     from resnet_spec.training import data
+    from resnet_spec.training.commands import trainer_for
     from resnet_spec.training.data import Dataset
     from resnet_spec.training.job import TrainingJob
     from resnet_spec.training.schedule import learning_rate
@@ -304,7 +304,7 @@ def training(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     every = np.arange(len(files.train))
     decoded = np.stack([files.train.decode(int(i), 1) for i in every])
     in_memory = Dataset.from_arrays("digits", decoded, files.train.labels, decoded[:0], files.train.labels[:0])
-    trainer: Any = get_backend(backend)  # a Trainer: it opens training sessions
+    trainer = trainer_for(backend)
     total = args.warmup + args.rounds * args.chunk
     contestants = {}
     for name, dataset in (("tensors in memory", in_memory), ("JPEG folder", files)):

@@ -62,10 +62,10 @@ class Harness:
     steps as the core loop runs them."""
 
     def __init__(self, spec: dict[str, Any], out: Path):
-        from resnet_spec.backends import get_backend
+        from resnet_spec.training.commands import trainer_for
 
         self.job = job_for(spec, out)
-        self.session = get_backend("keras").training_session(self.job)
+        self.session = trainer_for("keras").training_session(self.job)
         self.images = len(self.job.train)
         self.steps_per_epoch = self.job.plan.steps_per_epoch
         self.position = 0
@@ -98,7 +98,7 @@ class Minimal:
 
         job = job_for(spec, out)
         self.arch, self.training = job.arch, job.arch.spec.training
-        backend = get_backend("keras")
+        backend: Any = get_backend("keras")  # WeightAccess too
         model = backend.build(self.arch)
         backend.set_weights(model, self.arch, initial_weights(self.arch, self.training.seed))
         settings = self.training.optimizer
@@ -140,8 +140,8 @@ class Minimal:
 
 def end_to_end(spec: dict[str, Any], epochs: int) -> float:
     """images/s of a whole loop.train run, epochs after the first (information)."""
-    from resnet_spec.backends import get_backend
     from resnet_spec.training import loop
+    from resnet_spec.training.commands import trainer_for
 
     spec = copy.deepcopy(spec)
     spec["training"]["epochs"] = epochs
@@ -156,7 +156,7 @@ def end_to_end(spec: dict[str, Any], epochs: int) -> float:
 
         job.run_dir.log_epoch = timed  # type: ignore[method-assign]
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            loop.train(get_backend("keras"), job)
+            loop.train(trainer_for("keras"), job)
         return len(job.train) * (len(ends) - 1) / (ends[-1] - ends[0])
 
 

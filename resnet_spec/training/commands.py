@@ -25,7 +25,8 @@ from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
 from .run_dir import RunDir
 
-__all__ = ["DataError", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader", "print_evaluation", "train"]
+__all__ = ["DataError", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader", "print_evaluation", "train",
+           "trainer_for"]
 
 RUN_FILE = "run.json"
 
@@ -41,7 +42,7 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     run_dir = RunDir(out, tensorboard=training.tensorboard)
     if leader:
         _check_run_dir(run_dir, arch, backend, resume)
-    trainer = _trainer(backend)
+    trainer = trainer_for(backend)
     dataset = data.load(source, arch.spec)
     job = TrainingJob.prepare(arch, dataset, run_dir, spec_data=spec_data, execution=execution, resume=resume,
                               progress=progress, max_steps=max_steps, on_step=on_step,
@@ -89,13 +90,14 @@ def evaluate(target: Path, source: str, backend: str | None = None) -> tuple[Eva
     if arch.hash != meta["hash"]:
         raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta['hash']})")
     dataset = data.load(source, arch.spec)
-    trainer = _trainer(backend or meta["backend"])
+    trainer = trainer_for(backend or meta["backend"])
     preprocessor = Preprocessor.from_dict(meta["preprocessor"])
     evaluation = loop.evaluate(trainer, arch, target / "checkpoint", dataset.test, preprocessor)
     return evaluation, dataset.class_names
 
 
-def _trainer(name: str) -> Trainer:
+def trainer_for(name: str) -> Trainer:
+    """The backend called ``name``, checked to be able to train."""
     backend = get_backend(name)
     if not isinstance(backend, Trainer):
         raise BackendError(f"backend '{name}' cannot train (it has no training_session/predictor)")
