@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from resnet_spec.training.errors import DataError
 from resnet_spec.training.geometry import Geometry, center_offset, crop_box, shorter_side_size
@@ -95,21 +95,29 @@ class ExampleReader(Dataset[Any]):
             images = self.read(request.indices, request.crops)
         except DataError as exc:
             return str(exc), None
-        return torch.from_numpy(images), torch.from_numpy(self.split.labels[request.indices])
+        return images, torch.from_numpy(self.split.labels[request.indices])
 
-    def read(self, indices: np.ndarray, crops: np.ndarray | None) -> np.ndarray:
+    def read(self, indices: np.ndarray, crops: np.ndarray | None) -> torch.Tensor:
         """The preprocessed (n, H, W, C) float32 batch. Each example is preprocessed as soon as it
-        is resized, in place, while it is still in the CPU's cache."""
+        is resized, in place, while it is still in the CPU's cache. In a worker process the batch
+        is allocated in shared memory, as DataLoader's own collation does: sending it to the
+        training process then copies nothing."""
         geometry, pre = self.geometry, self.preprocessor
-        if not self.split.is_files and geometry.mode == "none":
-            return pre.apply_inplace(self.split.read(indices).astype(np.float32))
-        out = np.empty((len(indices), geometry.height, geometry.width, geometry.channels), np.float32)
         arrays = None if self.split.is_files else self.split.read(indices)
+        shape = (len(indices), geometry.height, geometry.width, geometry.channels)
+        batch = torch.empty(shape, dtype=torch.float32)
+        if get_worker_info() is not None:
+            batch.share_memory_()
+        out = batch.numpy()
+        if arrays is not None and geometry.mode == "none":
+            out[...] = arrays
+            pre.apply_inplace(out)
+            return batch
         for k, index in enumerate(indices):
             image = self.split.decode(int(index), geometry.channels) if arrays is None else arrays[k]
             out[k] = transform(image, geometry, None if crops is None else crops[k])
             pre.apply_inplace(out[k])
-        return out
+        return batch
 
 
 class PlanSampler(Sampler[Any]):
