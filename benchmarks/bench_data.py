@@ -403,13 +403,13 @@ def main() -> int:
             small, large = sizes[args.small], sizes[args.large]
             for n, row in sizes.items():
                 print(f"{backend}: one epoch of {n:,} JPEGs: {row['images']:,} images in {row['seconds']:.0f} s; peak "
-                      f"RSS {row['self_mib']:.0f} MiB (after set-up {row['before_mib']:.0f}), largest worker "
+                      f"RSS {row['self_mib']:.0f} MiB (before the framework is imported: {row['before_mib']:.0f}), largest child process "
                       f"{row['worker_mib']:.0f} MiB")  # fmt: skip
             ratio = large["self_mib"] / small["self_mib"]
             worker_ratio = large["worker_mib"] / max(small["worker_mib"], 1e-9)
             verdict = "ok" if max(ratio, worker_ratio) <= 1.1 else "ABOVE"
             print(f"  {args.large:,} / {args.small:,} images: peak RSS x{ratio:.3f} (process), x{worker_ratio:.3f} "
-                  f"(largest worker); target <= 1.1: {verdict}")  # fmt: skip
+                  f"(largest child: the input workers of PyTorch); target <= 1.1: {verdict}")  # fmt: skip
         if args.part in ("train", "all"):
             result = child(args, "train", backend)
             print(f"{backend}: resnet_digits training, {result['images']} digits as 8x8 JPEGs vs the same images in "

@@ -149,11 +149,11 @@ class _Run:
         return self.session.agree(requested)
 
     def _interrupted(self) -> TrainingInterrupted:
-        epoch, batch = self.plan.position(self.step)
+        epoch, done = self.plan.position(self.step - 1)
         return TrainingInterrupted(
-            f"interrupted after step {self.step} (epoch {epoch + 1}, batch {batch}); the checkpoint in "
-            f"{self.job.run_dir.checkpoint} holds it: the same command with --resume continues exactly there",
-            self.step,
+            f"interrupted after step {self.step} ({done + 1} of the {self.plan.steps_per_epoch} steps of epoch "
+            f"{epoch + 1}); the checkpoint in {self.job.run_dir.checkpoint} holds it: the same command with --resume "
+            "continues exactly there", self.step,
         )  # fmt: skip
 
     def _end_epoch(self, rate: float, seconds: float, bar: Any) -> np.ndarray:
