@@ -57,6 +57,8 @@ def resize(image: np.ndarray, height: int, width: int, antialias: bool) -> np.nd
     """(h, w, c) -> (height, width, c) float32 by ``F.interpolate`` (bilinear, half-pixel centres),
     as a view. The input is made NCHW-contiguous first: the antialiased kernel runs about 1.6x
     faster on it than on the channels-last view of an HWC array (the same values)."""
+    if not image.flags.writeable:  # decoded by Pillow or memory-mapped: torch wants a writable buffer
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().contiguous()
     out = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
     return out[0].permute(1, 2, 0).numpy()
