@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from resnet_spec.training.errors import DataError
-from resnet_spec.training.geometry import Geometry, center_offset, crop_box, shorter_side_size
+from resnet_spec.training.geometry import Geometry
+from resnet_spec.training.geometry import apply as geometry_apply
 from resnet_spec.training.plan import Plan
 from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.sources import Split
@@ -66,21 +67,7 @@ def resize(image: np.ndarray, height: int, width: int, antialias: bool) -> np.nd
 
 def transform(image: np.ndarray, geometry: Geometry, draws: np.ndarray | None) -> np.ndarray:
     """One decoded example (uint8 HWC) brought to the input's size as float32."""
-    h, w = image.shape[:2]
-    out_h, out_w = geometry.height, geometry.width
-    if geometry.mode == "none" or (geometry.mode == "stretch" and (h, w) == (out_h, out_w)):
-        return image.astype(np.float32)
-    if geometry.mode == "stretch":
-        return resize(image, out_h, out_w, geometry.antialias)
-    if geometry.mode == "shorter_side":
-        assert geometry.shorter_side is not None
-        nh, nw = shorter_side_size(h, w, geometry.shorter_side)
-        scaled = image.astype(np.float32) if (nh, nw) == (h, w) else resize(image, nh, nw, geometry.antialias)
-        top, left = center_offset(nh, out_h), center_offset(nw, out_w)
-        return np.ascontiguousarray(scaled[top : top + out_h, left : left + out_w])
-    assert draws is not None, "random_resized_crop needs the core's draws"
-    top, left, bh, bw = crop_box(h, w, draws, geometry.ratio)
-    return resize(image[top : top + bh, left : left + bw], out_h, out_w, geometry.antialias)
+    return geometry_apply(image, geometry, draws, resize)
 
 
 class ExampleReader(Dataset[Any]):

@@ -26,6 +26,7 @@ those numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ from .sources import Split
 TRIES = 10
 CROP_STREAM = 2  # the fourth word of the crop generator's seed (augment.py's generator has three)
 FRACTION, ASPECT, TOP, LEFT = range(4)  # the columns of crop_draws
+Resize = Callable[[np.ndarray, int, int, bool], np.ndarray]  # (image, height, width, antialias) -> resized
 
 
 @dataclass(frozen=True)
@@ -137,20 +139,27 @@ def resize_reference(image: np.ndarray, height: int, width: int, antialias: bool
     return np.einsum("ij,jkc,lk->ilc", rows, image.astype(np.float64), cols)
 
 
-def apply_reference(image: np.ndarray, geometry: Geometry, draws: np.ndarray | None = None) -> np.ndarray:
-    """One example through ``geometry`` in float64 (the reference the backends are tested against)."""
+def apply(image: np.ndarray, geometry: Geometry, draws: np.ndarray | None, resize: Resize) -> np.ndarray:
+    """One decoded example (h, w, c) through ``geometry``, resizing with ``resize(image, height,
+    width, antialias)``: the PyTorch pipeline's (``F.interpolate``) or the reference's."""
     h, w = image.shape[:2]
     out_h, out_w = geometry.height, geometry.width
     if geometry.mode == "none" or (geometry.mode == "stretch" and (h, w) == (out_h, out_w)):
-        return image.astype(np.float64)
+        return image.astype(np.float32)
     if geometry.mode == "stretch":
-        return resize_reference(image, out_h, out_w, geometry.antialias)
+        return resize(image, out_h, out_w, geometry.antialias)
     if geometry.mode == "shorter_side":
         assert geometry.shorter_side is not None
         nh, nw = shorter_side_size(h, w, geometry.shorter_side)
-        resized = image.astype(np.float64) if (nh, nw) == (h, w) else resize_reference(image, nh, nw, geometry.antialias)
+        scaled = image.astype(np.float32) if (nh, nw) == (h, w) else resize(image, nh, nw, geometry.antialias)
         top, left = center_offset(nh, out_h), center_offset(nw, out_w)
-        return resized[top : top + out_h, left : left + out_w]
-    assert draws is not None
+        return scaled[top : top + out_h, left : left + out_w]
+    assert draws is not None, "random_resized_crop needs the core's draws"
     top, left, bh, bw = crop_box(h, w, draws, geometry.ratio)
-    return resize_reference(image[top : top + bh, left : left + bw], out_h, out_w, geometry.antialias)
+    return resize(image[top : top + bh, left : left + bw], out_h, out_w, geometry.antialias)
+
+
+def apply_reference(image: np.ndarray, geometry: Geometry, draws: np.ndarray | None = None) -> np.ndarray:
+    """One example through ``geometry`` with the float64 reference resize (tests compare the
+    backends' pipelines with it)."""
+    return apply(image, geometry, draws, resize_reference).astype(np.float64)
