@@ -81,6 +81,11 @@ def test_resnet20_recipe_trains_with_torch_without_tensorflow(cifar: Path, tmp_p
     done = train_recipe("torch", cifar, tmp_path / "run")
     assert "frameworks: ['torch']" in done.stdout
     check_run(tmp_path / "run", "torch")
+    evaluated = subprocess.run([sys.executable, "-m", "resnet_spec.cli", "evaluate", str(tmp_path / "run"), "--data",
+                                str(cifar)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    accuracy = json.loads((tmp_path / "run" / "result.json").read_text())["test_accuracy"]
+    assert f"test accuracy: {accuracy:.2%}" in evaluated.stdout and "airplane" in evaluated.stdout
 
 
 @pytest.mark.keras
