@@ -116,7 +116,7 @@ def test_a_training_request_gives_the_same_batch_in_both_pipelines(tmp_path: Pat
     x_torch, y_torch = torch_pipeline.ExampleReader(job.train, geo, job.preprocessor)[shard]
     reader = keras_pipeline.Reader(job.train, geo, job.preprocessor, 2)
     x_tf, y_tf, numbers = next(iter(reader.training(job.plan, 5, 6, [1], 2)))
-    np.testing.assert_array_equal(y_tf.numpy(), y_torch.numpy())
+    np.testing.assert_array_equal(y_tf.numpy(), y_torch)
     np.testing.assert_array_equal(numbers.numpy(), np.stack([shard.tops, shard.lefts, shard.flips], 1))
     np.testing.assert_allclose(x_tf.numpy(), x_torch.numpy(), atol=1e-4)  # normalized values, about -2 .. 2.6
     # evaluation: resize of the shorter side to 10, then the centred 8x8

@@ -84,7 +84,9 @@ class ExampleReader(Dataset[Any]):
             images = self.read(request.indices, request.crops)
         except DataError as exc:
             return str(exc), None
-        return images, torch.from_numpy(self.split.labels[request.indices])
+        # Labels as a list: pickled with the message, where a tensor would take a second
+        # file-descriptor exchange with the worker (torch's shared-memory handover) per batch.
+        return images, self.split.labels[request.indices].tolist()
 
     def read(self, indices: np.ndarray, crops: np.ndarray | None) -> torch.Tensor:
         """The preprocessed (n, H, W, C) float32 batch. Each example is preprocessed as soon as it
@@ -155,4 +157,4 @@ def check(item: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = item
     if labels is None:
         raise DataError(images)
-    return images, labels
+    return images, torch.tensor(labels, dtype=torch.int64)
