@@ -10,11 +10,11 @@ Variants (images per second of training steps):
   weights), the same preprocessed data, batch size and batch order, ``keras.optimizers.Adam``
   (or ``SGD``), a ``tf.function`` step with a ``GradientTape``: the least a hand-written Keras
   loop does;
-* ``harness``: the trainer's own epoch loop (``resnet_spec_keras.train.run_epoch``: batch
-  selection, learning rate from the schedule, augmentation draws, the step with its metrics,
-  the progress bookkeeping) on a run set up exactly as ``KerasBackend.train`` sets it up;
+* ``harness``: the Keras training session as the core loop drives it (``session.batches``: the
+  plan's batch selection and augmentation draws; ``session.step``: the learning rate from the
+  schedule, the step with its metrics) on a session set up exactly as ``loop.train`` sets it up;
 * ``harness + augmentation``: the same with random crops (padding 1) and flips on;
-* ``harness end to end`` (information): a whole ``KerasBackend.train`` run's wall time per epoch,
+* ``harness end to end`` (information): a whole ``loop.train`` run's wall time per epoch,
   including validation, logging, the curves plot and the atomic checkpoint.
 
 The machine may be shared (other processes take the CPUs in bursts), so after two warm-up
@@ -24,7 +24,7 @@ median over rounds of the per-round wall-time ratio, and images per CPU-second o
 (all its threads): the most stable measure on a shared machine, where wall time includes
 waiting for CPUs other processes hold. The harness's per-block costs (a progress bar object,
 the epoch's permutation) are paid every block here instead of once per epoch, which if anything
-understates it. Targets: harness / minimal >= 0.95, augmentation / no augmentation >= 0.9.
+understates it (a new batch iterator every block, here). Targets: harness / minimal >= 0.95, augmentation / no augmentation >= 0.9.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,52 +52,38 @@ def job_for(spec: dict[str, Any], out: Path) -> Any:
     import resnet_spec
     from resnet_spec.training import data
     from resnet_spec.training.job import TrainingJob
-    from resnet_spec.training.preprocess import Preprocessor
-    from resnet_spec.training.run_dir import RunDir
 
     arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    part, x_val, y_val = data.load("digits", arch.spec).validation_split(training.validation_split, training.seed)
-    pre = Preprocessor.fit(training.preprocessing, part.x_train)
-    return TrainingJob(arch, spec, part, x_val, y_val, pre, RunDir(out, tensorboard=False), training.execution,
-                       progress=False)  # fmt: skip
+    return TrainingJob.prepare(arch, data.load("digits", arch.spec), out, spec_data=spec, progress=False)
 
 
 class Harness:
-    """A run set up as ``KerasBackend.train`` sets it up; ``epoch()`` runs and times one epoch of
-    the trainer's own loop."""
+    """A Keras training session set up as ``loop.train`` sets it up; ``block()`` runs and times
+    steps as the core loop runs them."""
 
     def __init__(self, spec: dict[str, Any], out: Path):
-        from resnet_spec_keras.execution import resolve
-        from resnet_spec_keras.train import _Run
+        from resnet_spec.training.commands import trainer_for
 
         self.job = job_for(spec, out)
-        self.setup = resolve(self.job.execution, self.job.extra)
-        with self.setup.scope():
-            self.run = _Run(self.job, self.setup)
-        self.images = len(self.job.dataset.x_train)
+        self.session = trainer_for("keras").training_session(self.job)
+        self.images = len(self.job.train)
+        self.steps_per_epoch = self.job.plan.steps_per_epoch
+        self.position = 0
 
     def block(self, steps: int) -> tuple[float, float, int]:
-        """Run the trainer's loop for ``steps`` steps (fewer at an epoch's end): (seconds, CPU
-        seconds of the process, images)."""
-        from resnet_spec_keras.train import run_epoch
+        """``steps`` steps (fewer at an epoch's end): (seconds, CPU seconds of the process, images)."""
+        from resnet_spec.training.schedule import learning_rate
 
-        run = self.run
-        run.stop = run.step + steps
-        spe = run.steps_per_epoch
-        first = run.step
-        images = sum(len(run_indices) for run_indices in self._order(first, min(run.stop, (first // spe + 1) * spe)))
-        with self.setup.scope():
-            start, cpu = time.perf_counter(), time.process_time()
-            run_epoch(run, progress=False)
-            return time.perf_counter() - start, time.process_time() - cpu, images
-
-    def _order(self, first: int, stop: int) -> list[Any]:
-        from resnet_spec.training.batches import batch_indices
-
-        spe = self.run.steps_per_epoch
-        order = batch_indices(self.run.count, self.run.batch_size, self.run.training.seed, first // spe)
-        return order[first % spe : first % spe + (stop - first)]
+        spe = self.steps_per_epoch
+        first = self.position
+        stop = min(first + steps, (first // spe + 1) * spe)
+        images = sum(len(self.job.plan.shard(s)) for s in range(first, stop))
+        start, cpu = time.perf_counter(), time.process_time()
+        for step, batch in zip(range(first, stop), self.session.batches(first, stop)):
+            self.session.step(batch, learning_rate(self.job.training, step, spe))
+        self.session.running_sums()  # reading the metric sums waits for the steps
+        self.position = stop
+        return time.perf_counter() - start, time.process_time() - cpu, images
 
 
 class Minimal:
@@ -111,7 +98,7 @@ class Minimal:
 
         job = job_for(spec, out)
         self.arch, self.training = job.arch, job.arch.spec.training
-        backend = get_backend("keras")
+        backend: Any = get_backend("keras")  # WeightAccess too
         model = backend.build(self.arch)
         backend.set_weights(model, self.arch, initial_weights(self.arch, self.training.seed))
         settings = self.training.optimizer
@@ -122,7 +109,7 @@ class Minimal:
         else:
             optimizer = keras.optimizers.Adam(settings.learning_rate, settings.beta1, settings.beta2, settings.epsilon)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.x, self.y = job.preprocessor(job.dataset.x_train), job.dataset.y_train
+        self.x, self.y = job.preprocessor(job.train.read(np.arange(len(job.train)))), job.train.labels
         self.images, self.count = len(self.x), 0
 
         @tf.function(reduce_retracing=True)
@@ -152,8 +139,9 @@ class Minimal:
 
 
 def end_to_end(spec: dict[str, Any], epochs: int) -> float:
-    """images/s of a whole KerasBackend.train run, epochs after the first (information)."""
-    from resnet_spec.backends import get_backend
+    """images/s of a whole loop.train run, epochs after the first (information)."""
+    from resnet_spec.training import loop
+    from resnet_spec.training.commands import trainer_for
 
     spec = copy.deepcopy(spec)
     spec["training"]["epochs"] = epochs
@@ -168,8 +156,8 @@ def end_to_end(spec: dict[str, Any], epochs: int) -> float:
 
         job.run_dir.log_epoch = timed  # type: ignore[method-assign]
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-            get_backend("keras").train(job)
-        return len(job.dataset.x_train) * (len(ends) - 1) / (ends[-1] - ends[0])
+            loop.train(trainer_for("keras"), job)
+        return len(job.train) * (len(ends) - 1) / (ends[-1] - ends[0])
 
 
 def main() -> int:
@@ -189,12 +177,12 @@ def main() -> int:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        variants = {
+        variants: dict[str, Any] = {
             "minimal": Minimal(plain, Path(tmp) / "m"),
             "harness": Harness(plain, Path(tmp) / "h"),
             "augmented": Harness(augmented, Path(tmp) / "a"),
         }
-        steps_per_epoch = variants["harness"].run.steps_per_epoch  # type: ignore[attr-defined]
+        steps_per_epoch = variants["harness"].steps_per_epoch
         for variant in variants.values():  # warm-up: one epoch each (tracing, both batch shapes)
             for _ in range(2):
                 variant.block(steps_per_epoch)
@@ -226,7 +214,7 @@ def main() -> int:
         print(f"{label:31s} {wall[name]:10.0f} {wall[name] / wall[base_name]:6.3f} {median} {cpu[name]:10.0f} "
               f"{cpu[name] / cpu[base_name]:6.3f}  {target}")  # fmt: skip
     print(f"{'harness end to end (info)':31s} {full:10.0f} {full / wall['minimal']:6.3f}  "
-          "(KerasBackend.train: + validation, logging, plot, checkpoint per epoch)")  # fmt: skip
+          "(loop.train: + validation, logging, plot, checkpoint per epoch)")  # fmt: skip
     return 0
 
 

@@ -5,8 +5,9 @@ network from the same initial weights, on the same preprocessed data (one tensor
 and the same batches in the same order, with the spec's optimizer:
 
 * ``hand-written loop``: index the tensor, forward, cross-entropy, backward, ``optimizer.step()``;
-* ``harness``: the trainer's own step (``resnet_spec_torch.train._Run.run_step``: learning rate
-  from the schedule, label smoothing, L2, parameter groups, epoch metrics on the device);
+* ``harness``: the PyTorch training session as the core loop drives it (``session.batches``:
+  the plan's batch and augmentation draws; ``session.step``: learning rate from the schedule,
+  label smoothing, L2, parameter groups, epoch metrics on the device);
 * ``harness + augmentation``: the same with random crop (zero padding) and flip: random numbers
   drawn on the host from (seed, epoch, batch), two gathers on the device.
 
@@ -45,41 +46,37 @@ from resnet_spec.training.batches import batch_indices
 from resnet_spec.training.data import Dataset
 from resnet_spec.training.job import TrainingJob
 from resnet_spec.training.preprocess import Preprocessor
-from resnet_spec.training.run_dir import RunDir
+from resnet_spec.training.schedule import learning_rate
 from resnet_spec.weights import initial_weights
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "backends"))
 
-from resnet_spec_torch import train as trainer
-from resnet_spec_torch.distributed import resolve
 from resnet_spec_torch.model import build_module
+from resnet_spec_torch.train import TorchSession
 from resnet_spec_torch.weights import set_weights
 
 Step = Callable[[int], None]  # run batch b of epoch 0
 
 
 def tiled(dataset: Dataset, examples: int) -> Dataset:
-    reps = -(-examples // len(dataset.x_train))
-    return Dataset(dataset.name, np.concatenate([dataset.x_train] * reps), np.concatenate([dataset.y_train] * reps),
-                   dataset.x_test, dataset.y_test, dataset.class_names)  # fmt: skip
+    x = dataset.train.read(np.arange(len(dataset.train)))
+    reps = -(-examples // len(x))
+    x_test = dataset.test.read(np.arange(len(dataset.test)))
+    return Dataset.from_arrays(dataset.name, np.concatenate([x] * reps), np.concatenate([dataset.train.labels] * reps),
+                               x_test, dataset.test.labels, dataset.class_names)  # fmt: skip
 
 
 def harness(spec: dict[str, Any], dataset: Dataset, device: str, out: Path) -> tuple[Step, torch.device]:
     arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    assert training is not None  # the benchmark's specs have a recipe
-    preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
-    execution = training.execution.model_copy(update={"device": device})
-    job = TrainingJob(arch, spec, dataset, dataset.x_train[:0], dataset.y_train[:0], preprocessor,
-                      RunDir(out, tensorboard=False), execution, progress=False)  # fmt: skip
-    run = trainer._Run(job, resolve(execution))
-    order = batch_indices(run.count, run.batch_size, training.seed, 0)
+    job = TrainingJob.prepare(arch, dataset, out, spec_data=spec, execution={"device": device}, progress=False)
+    session = TorchSession(job)
+    batches = session.batches(0, job.plan.steps_per_epoch)
 
     def step(b: int) -> None:
-        run.run_step(0, b, order[b])
+        session.step(next(batches), learning_rate(job.training, b, job.plan.steps_per_epoch))
 
-    return step, run.setup.device
+    return step, session.setup.device
 
 
 def hand_written(spec: dict[str, Any], dataset: Dataset, device: torch.device) -> Step:
@@ -99,9 +96,10 @@ def hand_written(spec: dict[str, Any], dataset: Dataset, device: torch.device) -
         optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
                                     nesterov=settings.nesterov and settings.momentum > 0,
                                     weight_decay=settings.weight_decay)  # fmt: skip
-    preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
-    x = torch.from_numpy(preprocessor(dataset.x_train)).permute(0, 3, 1, 2).contiguous().to(device)
-    y = torch.from_numpy(dataset.y_train).to(device)
+    images = dataset.train.read(np.arange(len(dataset.train)))
+    preprocessor = Preprocessor.fit(training.preprocessing, images)
+    x = torch.from_numpy(preprocessor(images)).permute(0, 3, 1, 2).contiguous().to(device)
+    y = torch.from_numpy(dataset.train.labels).to(device)
     order = batch_indices(len(x), training.batch_size, training.seed, 0)
     smoothing = training.loss.label_smoothing
 

@@ -69,6 +69,8 @@ from .spec_training import (
     Optimizer,
     PiecewiseSchedule,
     Preprocessing,
+    RandomResizedCrop,
+    Resize,
     Schedule,
     Training,
     Warmup,
@@ -131,7 +133,7 @@ __all__ = [
     "CosineSchedule", "CustomBlock", "CustomStage", "Defaults", "DenseLayer", "DropoutLayer", "Execution",
     "FlattenLayer", "GlobalAvgPoolLayer", "Head", "HeadLayer", "IdentityShortcut", "InputShape", "KernelSize",
     "LayerSettings", "Loss", "MaxPoolLayer", "NormLayer", "NormSettings", "Optimizer", "PadValue", "Padding",
-    "PiecewiseSchedule", "PreactProjectionShortcut", "Preprocessing", "ProjectionShortcut", "Rate", "ResNetSpec",
-    "Schedule", "ShortcutKind", "SqueezeExcite", "Stage", "StageOptions", "StemLayer", "StochasticDepth",
+    "PiecewiseSchedule", "PreactProjectionShortcut", "Preprocessing", "ProjectionShortcut", "RandomResizedCrop", "Rate",
+    "ResNetSpec", "Resize", "Schedule", "ShortcutKind", "SqueezeExcite", "Stage", "StageOptions", "StemLayer", "StochasticDepth",
     "StrideValue", "Training", "Warmup", "ZeroPadLayer", "ZeroPadShortcut",
 ]  # fmt: skip

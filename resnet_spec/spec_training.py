@@ -58,18 +58,53 @@ class Loss(SpecModel):
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+AspectRatio = Annotated[float, Field(gt=0.0, le=100.0)]
+
+
+class RandomResizedCrop(SpecModel):
+    """Inception-style crop (torchvision's RandomResizedCrop): a random box covering `scale` of the
+    image's area with a width / height ratio drawn log-uniformly from `ratio`, resized to the input;
+    ten tries, then the centered largest box within `ratio`. Evaluation uses `preprocessing.resize`."""
+
+    scale: Annotated[list[Fraction], Field(min_length=2, max_length=2)] = [0.08, 1.0]  # noqa: RUF012 -- pydantic copies defaults per instance
+    """[smallest, largest] fraction of the image's area the box covers."""
+    ratio: Annotated[list[AspectRatio], Field(min_length=2, max_length=2)] = [0.75, 4.0 / 3.0]  # noqa: RUF012
+    """[smallest, largest] width / height of the box, drawn log-uniformly."""
+
+
 class Augmentation(SpecModel):
     random_crop_padding: Annotated[int, Field(ge=0, le=256)] = 0
     """Pad this many pixels on each side (zeros), then crop back to the input size at random."""
     horizontal_flip: bool = False
+    random_resized_crop: RandomResizedCrop | None = None
+    """Training images are random boxes resized to the input (ImageNet recipes); before `preprocessing`."""
+
+
+class Resize(SpecModel):
+    shorter_side: Annotated[int, Field(ge=1, le=16384)] | None = None
+    """Scale each image so that its shorter side has this many pixels (aspect ratio kept), then take
+    the centered crop of the input's size: ImageNet evaluation (256, then 224). Unset: scale straight
+    to the input's height and width."""
 
 
 class Preprocessing(SpecModel):
-    mode: Literal["none", "scale", "per_pixel_mean", "per_channel_mean", "caffe", "torch"] = "scale"
+    mode: Literal["none", "scale", "per_pixel_mean", "per_channel_mean", "mean_std", "caffe", "torch"] = "scale"
     """scale: multiply by `scale`; per_pixel_mean / per_channel_mean: scale, then subtract the
-    training set's mean image / channel means; caffe: RGB->BGR and subtract ImageNet means on
-    0..255; torch: scale to 0..1 and normalize with ImageNet mean and std."""
+    training set's mean image / channel means; mean_std: scale, subtract `mean`, divide by `std`
+    (per channel); caffe: RGB->BGR and subtract ImageNet means on 0..255; torch: scale to 0..1 and
+    normalize with ImageNet mean and std."""
     scale: Annotated[float, Field(gt=0.0, le=1e6)] = 1.0 / 255.0
+    mean: Annotated[list[Annotated[float, Field(ge=-1e6, le=1e6)]], Field(min_length=1, max_length=4096)] | None = None
+    """mean_std: one value per input channel, on the scaled values (e.g. [0.485, 0.456, 0.406])."""
+    std: Annotated[list[Annotated[float, Field(gt=0.0, le=1e6)]], Field(min_length=1, max_length=4096)] | None = None
+    """mean_std: one value per input channel, on the scaled values (e.g. [0.229, 0.224, 0.225])."""
+    resize: Resize | None = None
+    """How images of another size than the input are brought to it (image folders; also arrays with
+    `random_resized_crop`). Unset: scaled straight to the input's height and width."""
+    antialias: bool = True
+    """Bilinear resizing widens its filter when it shrinks an image (as Pillow and
+    torchvision do); false: plain bilinear interpolation (TensorFlow's default)."""
 
 
 class Execution(SpecModel):
@@ -78,6 +113,10 @@ class Execution(SpecModel):
     channels_last: bool = False
     compile: bool = False
     """torch.compile for PyTorch, XLA jit_compile for Keras."""
+    workers: Annotated[int, Field(ge=0, le=256)] | None = None
+    """Input-pipeline workers decoding and resizing examples beside training (PyTorch DataLoader
+    processes, tf.data threads); 0: in the training process. Unset: one per CPU core, at most 8
+    (none for data held in memory). Never changes the results."""
 
 
 class Training(SpecModel):
@@ -94,6 +133,8 @@ class Training(SpecModel):
     execution: Execution = Execution()
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     checkpoint_every_epoch: bool = True
+    checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = None
+    """Also checkpoint every this many steps (mid-epoch too: a resumed run continues exactly)."""
     tensorboard: bool = True
 
     @model_validator(mode="after")
@@ -101,4 +142,3 @@ class Training(SpecModel):
         if (self.epochs is None) == (self.iterations is None):
             raise ValueError("give exactly one of `epochs` and `iterations`")
         return self
-

@@ -41,4 +41,53 @@ def check(spec: ResNetSpec) -> list[Diagnostic]:
             "RS303", f"random_crop_padding {crop} is larger than the input ({spec.input.height}x{spec.input.width})",
             key_path=("training", "augmentation", "random_crop_padding"),
         ))  # fmt: skip
+    found += _resized_crop(spec) + _normalization(spec) + _resize(spec)
     return found
+
+
+def _resized_crop(spec: ResNetSpec) -> list[Diagnostic]:
+    assert spec.training is not None
+    settings = spec.training.augmentation.random_resized_crop
+    if settings is None:
+        return []
+    where = ("training", "augmentation", "random_resized_crop")
+    return [
+        Diagnostic("RS303", f"{name} [{low:g}, {high:g}] runs backwards", hint=f"give [smallest, largest] {what}",
+                   key_path=(*where, name))
+        for name, (low, high), what in (("scale", settings.scale, "area fraction"), ("ratio", settings.ratio, "width / height"))
+        if low > high
+    ]  # fmt: skip
+
+
+def _normalization(spec: ResNetSpec) -> list[Diagnostic]:
+    assert spec.training is not None
+    settings = spec.training.preprocessing
+    where = ("training", "preprocessing")
+    found = []
+    for name in ("mean", "std"):
+        values = getattr(settings, name)
+        if settings.mode != "mean_std" and values is not None:
+            found.append(Diagnostic(
+                "RS304", f"`{name}` is used only by mode mean_std, not by mode {settings.mode}",
+                hint="set mode: mean_std, or remove it", key_path=(*where, name),
+            ))  # fmt: skip
+        elif settings.mode == "mean_std" and (values is None or len(values) != spec.input.channels):
+            got = "none" if values is None else f"{len(values)} values"
+            found.append(Diagnostic(
+                "RS304", f"mode mean_std needs `{name}` with one value per input channel ({spec.input.channels}), got {got}",
+                key_path=(*where, name) if values is not None else (*where, "mode"),
+            ))  # fmt: skip
+    return found
+
+
+def _resize(spec: ResNetSpec) -> list[Diagnostic]:
+    assert spec.training is not None
+    resize = spec.training.preprocessing.resize
+    if resize is None or resize.shorter_side is None or resize.shorter_side >= max(spec.input.height, spec.input.width):
+        return []
+    return [Diagnostic(
+        "RS304", f"shorter_side {resize.shorter_side} is smaller than the input ({spec.input.height}x{spec.input.width}): "
+        "the centered crop would not fit every image",
+        hint=f"use at least {max(spec.input.height, spec.input.width)} (ImageNet: 256 for a 224x224 input)",
+        key_path=("training", "preprocessing", "resize", "shorter_side"),
+    )]  # fmt: skip

@@ -3,13 +3,13 @@ tiny digits networks whose global batch splits unevenly over two processes."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import resnet_spec
 from resnet_spec.training import data
 from resnet_spec.training.job import TrainingJob
-from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.run_dir import RunDir
 
 TRAINING: dict[str, Any] = {
@@ -34,12 +34,14 @@ NORMS: dict[str, Any] = {
     "head": {"layers": [{"type": "global_avg_pool"}, {"type": "dropout", "rate": 0.2}]},
     "training": {**TRAINING, "iterations": 3},
 }  # fmt: skip
+# PLAIN for the digits written as PNG files (values x 15: tests/image_folders.digits_folder), with
+# random-resized crops as well: each rank decodes only its shard of every global batch.
+FOLDER: dict[str, Any] = copy.deepcopy(PLAIN)
+FOLDER["training"].update(preprocessing={"mode": "scale", "scale": 1 / 240}, execution={"workers": 1},
+                          augmentation={**TRAINING["augmentation"], "random_resized_crop": {"scale": [0.5, 1.0]}})  # fmt: skip
 
 
-def make_job(out: Path, spec: dict[str, Any], **kwargs: Any) -> TrainingJob:
+def make_job(out: Path, spec: dict[str, Any], source: str = "digits", **kwargs: Any) -> TrainingJob:
     arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    dataset = data.load("digits", arch.spec)
-    preprocessor = Preprocessor.fit(training.preprocessing, dataset.x_train)
-    return TrainingJob(arch, spec, dataset, dataset.x_train[:0], dataset.y_train[:0], preprocessor,
-                       RunDir(out, tensorboard=False), training.execution, progress=False, **kwargs)  # fmt: skip
+    return TrainingJob.prepare(arch, data.load(source, arch.spec), RunDir(out, tensorboard=False), spec_data=spec,
+                               progress=False, **kwargs)  # fmt: skip

@@ -36,8 +36,8 @@ def named_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny .npz in the digits' shape whose classes have names."""
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("data") / "named.npz"
-    np.savez(path, x_train=rng.integers(0, 17, (40, 8, 8)).astype(np.float32), y_train=np.arange(40) % 10,
-             x_test=rng.integers(0, 17, (20, 8, 8)).astype(np.float32), y_test=np.arange(20) % 10,
+    np.savez(path, x_train=rng.integers(0, 17, (40, 8, 8, 1)).astype(np.float32), y_train=np.arange(40) % 10,
+             x_test=rng.integers(0, 17, (20, 8, 8, 1)).astype(np.float32), y_test=np.arange(20) % 10,
              class_names=np.array(NAMES))  # fmt: skip
     return path
 

@@ -45,7 +45,7 @@ def make_run(folder: Path, name: str, backend: str = "torch", finished: bool = T
 
 
 def _write_run(path: Path, name: str, backend: str, finished: bool) -> Path:
-    run_dir = RunDir(path, tensorboard=False)
+    run_dir = RunDir(path, tensorboard=False).create()
     (run_dir.path / commands.RUN_FILE).write_text(
         json.dumps({"backend": backend, "hash": "sha256:0", "data": "digits"})
     )

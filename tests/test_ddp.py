@@ -1,6 +1,8 @@
 """Data-parallel training with the PyTorch trainer under ``torchrun`` (two CPU processes, gloo
 over loopback): it finishes, every rank ends with the same weights, rank 0 alone writes the run
-directory, and the result equals a single-process run with the same global batch.
+directory, and the result equals a single-process run with the same global batch, from data in
+memory and from an image folder (each rank's DataLoader decoding only its shard of every global
+batch, random-resized crops included); ``resnet-spec train --workers-local 2`` starts the same.
 
 Equality is checked on a spec without batch norms: with norms each rank normalizes its half of
 the batch with that half's statistics (DDP without SyncBatchNorm), which is a different function
@@ -23,14 +25,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from distributed_specs import NORMS, PLAIN, make_job
+from distributed_specs import FOLDER, NORMS, PLAIN, make_job
+from image_folders import digits_folder
 
 from resnet_spec.backends import get_backend
+from resnet_spec.training import loop
 from resnet_spec.training.job import TrainingJob
 
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on POSIX")]
 
-# Run by every rank: both specs, one after the other, in one process group (so one launch).
+# Run by every rank: the three specs, one after the other, in one process group (so one launch).
 SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
@@ -38,13 +42,15 @@ import torch, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
 from distributed_specs import make_job
 from resnet_spec.backends import get_backend
+from resnet_spec.training import loop
 backend = get_backend("torch")
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-for name in ("plain", "norms"):
+for name in ("plain", "norms", "folder"):
     spec = json.loads(Path(sys.argv[2], name + ".json").read_text())
-    job = make_job(Path(sys.argv[2], name), spec)
-    evaluation = backend.train(job)
+    source = sys.argv[3] if name == "folder" else "digits"
+    job = make_job(Path(sys.argv[2], name), spec, source)
+    evaluation = loop.train(backend, job)
     state = {k: v.detach().cpu() for k, v in job.extra["model"].state_dict().items()}
     torch.save(state, Path(sys.argv[2], f"{name}-rank{rank}.pt"))
     Path(sys.argv[2], f"{name}-rank{rank}.json").write_text(json.dumps({"accuracy": evaluation.accuracy}))
@@ -77,9 +83,11 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ddp")
     (folder / "plain.json").write_text(json.dumps(PLAIN))
     (folder / "norms.json").write_text(json.dumps(NORMS))
+    (folder / "folder.json").write_text(json.dumps(FOLDER))
+    digits_folder(folder / "digits")
     script = folder / "ddp_script.py"
     script.write_text(SCRIPT)
-    _torchrun(str(script), str(Path(__file__).resolve().parent), str(folder))
+    _torchrun(str(script), str(Path(__file__).resolve().parent), str(folder), str(folder / "digits"))
     return folder
 
 
@@ -88,7 +96,7 @@ def _state(path: Path) -> dict[str, Any]:
 
 
 def test_ranks_end_with_identical_weights(ddp_run: Path) -> None:
-    for name in ("plain", "norms"):
+    for name in ("plain", "norms", "folder"):
         first, second = _state(ddp_run / f"{name}-rank0.pt"), _state(ddp_run / f"{name}-rank1.pt")
         for key, value in first.items():
             assert torch.equal(value, second[key]), f"{name}: {key}"
@@ -97,7 +105,7 @@ def test_ranks_end_with_identical_weights(ddp_run: Path) -> None:
 
 
 def test_rank_zero_alone_writes_the_run_directory(ddp_run: Path) -> None:
-    for name, steps in (("plain", 5), ("norms", 3)):
+    for name, steps in (("plain", 5), ("norms", 3), ("folder", 5)):
         state = json.loads((ddp_run / name / "checkpoint" / "state.json").read_text())
         assert state["step"] == steps and state["world_size"] == 2
         assert not [p for p in (ddp_run / name).iterdir() if p.name.startswith(".")]
@@ -107,14 +115,16 @@ def test_rank_zero_alone_writes_the_run_directory(ddp_run: Path) -> None:
             assert torch.equal(saved["model"][key], value), key
 
 
-def test_two_ranks_equal_one_process_with_the_same_global_batch(ddp_run: Path, tmp_path: Path) -> None:
-    job = make_job(tmp_path / "single", PLAIN)
-    get_backend("torch").train(job)
+@pytest.mark.parametrize("name", ["plain", "folder"])
+def test_two_ranks_equal_one_process_with_the_same_global_batch(ddp_run: Path, tmp_path: Path, name: str) -> None:
+    spec, source = (PLAIN, "digits") if name == "plain" else (FOLDER, str(ddp_run / "digits"))
+    job = make_job(tmp_path / "single", spec, source)
+    loop.train(get_backend("torch"), job)
     single = {k: v.detach().cpu() for k, v in job.extra["model"].state_dict().items()}
-    distributed = _state(ddp_run / "plain-rank0.pt")
+    distributed = _state(ddp_run / f"{name}-rank0.pt")
     assert single.keys() == distributed.keys()
     moved = 0.0
-    start = make_job(tmp_path / "start", PLAIN)
+    start = make_job(tmp_path / "start", spec, source)
     for key, value in single.items():
         torch.testing.assert_close(distributed[key], value, rtol=1e-5, atol=1e-5, msg=key)
         moved = max(moved, float((value - _initial(start, key)).abs().max()))
@@ -122,12 +132,12 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(ddp_run: Path, t
 
 
 def test_the_train_command_under_torchrun(ddp_run: Path, tmp_path: Path) -> None:
-    """``torchrun -m resnet_spec.cli train``: rank 0 alone writes the run directory (one metrics
-    row, one event file), and the weights equal the Python API's DDP run's."""
-    spec, out = tmp_path / "plain.json", tmp_path / "run"
-    spec.write_text(json.dumps(PLAIN))
-    done = _torchrun("-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data", "digits", "--out",
-                     str(out), "--no-progress", "--set", "training.tensorboard=true")  # fmt: skip
+    """``torchrun -m resnet_spec.cli train`` on the image folder: rank 0 alone writes the run
+    directory (one metrics row, one event file), and the weights equal the Python API's DDP run's."""
+    spec, out = tmp_path / "folder.json", tmp_path / "run"
+    spec.write_text(json.dumps(FOLDER))
+    done = _torchrun("-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data", str(ddp_run / "digits"),
+                     "--out", str(out), "--no-progress", "--set", "training.tensorboard=true")  # fmt: skip
     assert done.stdout.count("test accuracy:") == 1  # printed by rank 0 only
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events.")) == [
         "checkpoint", "curves.png", "metrics.csv", "metrics.jsonl", "result.json", "run.json", "spec.yaml"]
@@ -135,7 +145,26 @@ def test_the_train_command_under_torchrun(ddp_run: Path, tmp_path: Path) -> None
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1  # 5 steps: one (short) epoch
     assert json.loads((out / "checkpoint" / "state.json").read_text())["world_size"] == 2
     saved = _state(out / "checkpoint" / "training.pt")["model"]
-    for key, value in _state(ddp_run / "plain-rank0.pt").items():
+    for key, value in _state(ddp_run / "folder-rank0.pt").items():
+        assert torch.equal(saved[key], value), key
+
+
+@pytest.mark.slow
+def test_workers_local_starts_torchrun(ddp_run: Path, tmp_path: Path) -> None:
+    """``resnet-spec train --workers-local 2`` is ``torchrun --standalone --nproc_per_node 2``."""
+    spec, out = tmp_path / "folder.json", tmp_path / "run"
+    spec.write_text(json.dumps(FOLDER))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "backends"),
+        os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    command = [sys.executable, "-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data",
+               str(ddp_run / "digits"), "--out", str(out), "--no-progress", "--workers-local", "2"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("test accuracy:") == 1
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["world_size"] == 2
+    saved = _state(out / "checkpoint" / "training.pt")["model"]
+    for key, value in _state(ddp_run / "folder-rank0.pt").items():
         assert torch.equal(saved[key], value), key
 
 

@@ -1,8 +1,9 @@
-"""The Keras trainer (resnet_spec_keras.train) against the trainer contract of
-resnet_spec.training.job: schedule step by step, PyTorch-form optimizers against NumPy,
+"""The Keras session (resnet_spec_keras.train) driven by the core's loop, against the contract
+of resnet_spec.training.job: schedule step by step, PyTorch-form optimizers against NumPy,
 augmentation against the NumPy reference, exact resume (mid-epoch and across epochs), atomic
-checkpoints, evaluation, and the execution switches (bfloat16, XLA, MirroredStrategy on a CPU).
-Tiny models on the bundled digits data, so the file runs in well under a minute and a half."""
+checkpoints, evaluation, the tf.data pipeline (memory-mapped data equal to data in memory, bit
+for bit; a corrupt image named), and the execution switches (bfloat16, XLA, MirroredStrategy on
+a CPU, with the pipeline's per-replica shards). Tiny models on the bundled digits data."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from optimizer_reference import numpy_optimizer
 import resnet_spec
 from resnet_spec.backends import BackendError, get_backend
 from resnet_spec.training import augment as reference
-from resnet_spec.training import data, schedule
-from resnet_spec.training.job import Trainer, TrainingJob
-from resnet_spec.training.preprocess import Preprocessor
+from resnet_spec.training import data, loop, schedule
+from resnet_spec.training.errors import DataError, TrainingError
+from resnet_spec.training.job import Evaluation, Trainer, TrainingJob
 from resnet_spec.training.run_dir import RunDir
 
 pytestmark = pytest.mark.keras
@@ -51,19 +52,19 @@ TINY: dict[str, Any] = {
 STEPS_PER_EPOCH = 11  # 1,437 digits for training, 10% held out: 1,293 / 128
 
 
-def make_job(out: Path, spec: dict[str, Any] = TINY, **kwargs: Any) -> TrainingJob:
+def make_job(out: Path, spec: dict[str, Any] = TINY, source: str = "digits", **kwargs: Any) -> TrainingJob:
     arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    train_part, x_val, y_val = data.load("digits", arch.spec).validation_split(training.validation_split, training.seed)
-    preprocessor = Preprocessor.fit(training.preprocessing, train_part.x_train)
-    execution = training.execution.model_copy(update=kwargs.pop("execution", {}))
-    return TrainingJob(arch, spec, train_part, x_val, y_val, preprocessor, RunDir(out, tensorboard=False), execution,
-                       progress=False, **kwargs)  # fmt: skip
+    return TrainingJob.prepare(arch, data.load(source, arch.spec), RunDir(out, tensorboard=False), spec_data=spec,
+                               execution=kwargs.pop("execution", {}), progress=False, **kwargs)  # fmt: skip
 
 
-def final_state(run: Path) -> dict[str, np.ndarray]:
+def train(job: TrainingJob) -> Evaluation:
+    return loop.train(BACKEND, job)
+
+
+def final_state(run: Path, spec: dict[str, Any] = TINY) -> dict[str, np.ndarray]:
     """Every weight and optimizer variable the run's checkpoint holds."""
-    arch = resnet_spec.build_architecture(TINY)
+    arch = resnet_spec.build_architecture(spec)
     model = BACKEND.build(arch)
     model.load_weights(run / "checkpoint" / "model.weights.h5")
     state = {f"{n}.{k}": v for n, entry in BACKEND.get_weights(model, arch).items() for k, v in entry.items()}
@@ -80,7 +81,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("full")
     rates: list[tuple[int, float, float]] = []
     job = make_job(out, on_step=lambda step, rate, loss: rates.append((step, rate, loss)))
-    evaluation = BACKEND.train(job)
+    evaluation = train(job)
     return {"out": out, "job": job, "evaluation": evaluation, "rates": rates}
 
 
@@ -109,10 +110,10 @@ def test_loss_falls_and_learning_rate_follows_the_schedule(full_run: dict[str, A
 
 def test_evaluation_and_evaluate_from_the_checkpoint(full_run: dict[str, Any]) -> None:
     job, evaluation = full_run["job"], full_run["evaluation"]
-    test_size = len(job.dataset.y_test)
+    test_size = len(job.test)
     assert evaluation.confusion.shape == (10, 10) and evaluation.confusion.sum() == test_size
     assert np.trace(evaluation.confusion) == round(evaluation.accuracy * test_size)
-    again = BACKEND.evaluate(full_run["out"] / "checkpoint", job.arch, job.dataset.x_test, job.dataset.y_test, None)
+    again = loop.evaluate(BACKEND, job.arch, full_run["out"] / "checkpoint", job.test)
     np.testing.assert_array_equal(again.confusion, evaluation.confusion)
     assert again.loss == pytest.approx(evaluation.loss, rel=1e-6)
 
@@ -130,11 +131,11 @@ def test_resume_is_exact_mid_epoch_and_across_epochs(full_run: dict[str, Any], t
     """6 epochs uninterrupted == stop at step 7 (mid-epoch 1) + resume to step 15 (mid-epoch 2)
     + resume to the end: the same weights, optimizer slots, dropout seeds and epoch metrics."""
     out = tmp_path / "run"
-    BACKEND.train(make_job(out, max_steps=7))
+    train(make_job(out, max_steps=7))
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 7
     assert out.joinpath("metrics.jsonl").exists() is False  # no epoch finished yet
-    BACKEND.train(make_job(out, resume=True, max_steps=15))
-    evaluation = BACKEND.train(make_job(out, resume=True))
+    train(make_job(out, resume=True, max_steps=15))
+    evaluation = train(make_job(out, resume=True))
     expected, got = final_state(full_run["out"]), final_state(out)
     assert sorted(got) == sorted(expected)
     for key, value in expected.items():
@@ -145,10 +146,41 @@ def test_resume_is_exact_mid_epoch_and_across_epochs(full_run: dict[str, Any], t
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
-    from resnet_spec.training.commands import TrainingError
-
     with pytest.raises(TrainingError, match="nothing to resume"):
-        BACKEND.train(make_job(tmp_path, resume=True))
+        train(make_job(tmp_path, resume=True))
+
+
+# ---------------------------------------------------------------------------- the tf.data pipeline
+
+
+def test_memory_mapped_data_through_tf_data_equals_data_in_memory(tmp_path: Path) -> None:
+    """The digits as an uncompressed .npz (memory-mapped) stream through tf.data (two parallel
+    reads); the run equals the in-memory one bit for bit."""
+    digits = data.load("digits", resnet_spec.build_architecture(TINY).spec)
+    np.savez(tmp_path / "digits.npz", x_train=digits.train.read(np.arange(len(digits.train))), y_train=digits.train.labels,
+             x_test=digits.test.read(np.arange(len(digits.test))), y_test=digits.test.labels)  # fmt: skip
+    memory: list[float] = []
+    streamed: list[float] = []
+    a = train(make_job(tmp_path / "a", max_steps=6, on_step=lambda s, r, l: memory.append(l)))
+    job = make_job(tmp_path / "b", source=str(tmp_path / "digits.npz"), max_steps=6, execution={"workers": 2},
+                   on_step=lambda s, r, l: streamed.append(l))  # fmt: skip
+    assert not job.train.in_memory
+    b = train(job)
+    assert memory == streamed
+    expected, got = final_state(tmp_path / "a"), final_state(tmp_path / "b")
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    np.testing.assert_array_equal(a.confusion, b.confusion)
+
+
+def test_a_corrupt_image_stops_training_naming_the_file(tmp_path: Path) -> None:
+    from image_folders import FOLDER_SPEC, write_folder
+
+    folder = write_folder(tmp_path / "images", per_class=8)
+    broken = sorted((folder / "train" / "class1").iterdir())[2]
+    broken.write_bytes(b"\xff\xd8 not really a JPEG")
+    with pytest.raises(DataError, match=rf"{broken.name}: cannot decode image"):
+        train(make_job(tmp_path / "run", FOLDER_SPEC, str(folder), execution={"workers": 1}))
 
 
 # ---------------------------------------------------------------------------- pieces against NumPy
@@ -162,8 +194,8 @@ def test_device_augmentation_equals_the_numpy_reference() -> None:
     images = np.random.default_rng(0).standard_normal((16, 8, 6, 3)).astype(np.float32)
     for settings in (Augmentation(random_crop_padding=2, horizontal_flip=True), Augmentation(random_crop_padding=3),
                      Augmentation(horizontal_flip=True)):  # fmt: skip
-        expected = reference.augment(images, settings, augment.generator(5, 1, 2))
-        numbers = augment.draw(settings, len(images), augment.generator(5, 1, 2))
+        expected = reference.augment(images, settings, reference.generator(5, 1, 2))
+        numbers = np.stack(reference.draw(settings, len(images), reference.generator(5, 1, 2)), axis=1).astype(np.int32)
         got = augment.apply(tf.constant(images), numbers, padding=settings.random_crop_padding,
                             flip=settings.horizontal_flip)  # fmt: skip
         np.testing.assert_array_equal(got.numpy(), expected)
@@ -209,7 +241,7 @@ def test_label_smoothing_is_pytorchs_definition() -> None:
 
 
 def _short(tmp_path: Path, steps: int = 3, **kwargs: Any) -> Any:
-    return BACKEND.train(make_job(tmp_path, max_steps=steps, **kwargs))
+    return train(make_job(tmp_path, max_steps=steps, **kwargs))
 
 
 def test_mirrored_strategy_on_the_cpu_matches_one_device(tmp_path: Path) -> None:
@@ -229,25 +261,37 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
 import test_train_keras as t
+from resnet_spec.training import data
 losses = []
 job = t.make_job(Path(tempfile.mkdtemp()), max_steps=22, extra={"strategy": "mirrored"},
                  on_step=lambda step, rate, loss: losses.append(loss))
-evaluation = t.BACKEND.train(job)
+evaluation = t.train(job)
 assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
-assert evaluation.confusion.sum() == len(job.dataset.y_test)
+assert evaluation.confusion.sum() == len(job.test)
+# The same digits from a memory map: tf.data feeds each replica its shard of every global batch
+digits = data.load("digits", job.arch.spec)
+np.savez(sys.argv[2], x_train=digits.train.read(np.arange(len(digits.train))), y_train=digits.train.labels,
+         x_test=digits.test.read(np.arange(len(digits.test))), y_test=digits.test.labels)
+streamed = []
+job = t.make_job(Path(tempfile.mkdtemp()), source=sys.argv[2], max_steps=12, extra={"strategy": "mirrored"},
+                 execution={"workers": 2}, on_step=lambda step, rate, loss: streamed.append(loss))
+assert not job.train.in_memory
+t.train(job)
+np.testing.assert_allclose(streamed, losses[:12], rtol=1e-6)
 print("replicas ok")
 """
 
 
-def test_mirrored_strategy_with_two_replicas_on_two_logical_cpus() -> None:
+def test_mirrored_strategy_with_two_replicas_on_two_logical_cpus(tmp_path: Path) -> None:
     """Every global batch is split between two replicas (unevenly for the last batch of an
-    epoch, 1,293 = 10 x 128 + 13); the summed gradients train the model."""
+    epoch, 1,293 = 10 x 128 + 13); the summed gradients train the model; data streamed through
+    tf.data (one shard per replica) trains the same steps as data in memory."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = [sys.executable, "-c", TWO_REPLICAS, str(Path(__file__).parent)]
+    args = [sys.executable, "-c", TWO_REPLICAS, str(Path(__file__).parent), str(tmp_path / "digits.npz")]
     run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run.returncode == 0 and "replicas ok" in run.stdout, run.stderr[-3000:]
 

@@ -1,8 +1,9 @@
-"""The PyTorch trainer (resnet_spec_torch.train) against the trainer contract of
-resnet_spec.training.job: the schedule step by step, exact resume (mid-epoch and across
-epochs), atomic checkpoints, evaluation, PyTorch-form optimizers, augmentation against the NumPy
-reference, and the execution switches (bfloat16, channels_last, torch.compile) on a CPU. Tiny
-models on the bundled digits data; the file runs in about a minute on two CPU cores."""
+"""The PyTorch session (resnet_spec_torch.train) driven by the core's loop, against the contract
+of resnet_spec.training.job: the schedule step by step, exact resume (mid-epoch and across
+epochs), atomic checkpoints, evaluation, the DataLoader pipeline (memory-mapped data equal to
+data in memory, bit for bit; any number of workers; a corrupt image named), PyTorch-form
+optimizers, augmentation against the NumPy reference, and the execution switches (bfloat16,
+channels_last, torch.compile) on a CPU. Tiny models on the bundled digits data."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from optimizer_reference import numpy_optimizer
 import resnet_spec
 from resnet_spec.backends import BackendError, get_backend
 from resnet_spec.training import augment as reference
-from resnet_spec.training import data, schedule
-from resnet_spec.training.job import Trainer, TrainingJob
-from resnet_spec.training.preprocess import Preprocessor
+from resnet_spec.training import data, loop, schedule
+from resnet_spec.training.errors import DataError, TrainingError
+from resnet_spec.training.job import Evaluation, Trainer, TrainingJob
 from resnet_spec.training.run_dir import RunDir
 
 pytestmark = pytest.mark.torch
@@ -63,18 +64,18 @@ STEPS_PER_EPOCH = 11  # 1,437 digits for training, 10% held out: 1,293 / 128
 EPOCHS = 3
 
 
-def make_job(out: Path, spec: dict[str, Any] = TINY, **kwargs: Any) -> TrainingJob:
+def make_job(out: Path, spec: dict[str, Any] = TINY, source: str = "digits", **kwargs: Any) -> TrainingJob:
     arch = resnet_spec.build_architecture(spec)
-    training = arch.spec.training
-    train_part, x_val, y_val = data.load("digits", arch.spec).validation_split(training.validation_split, training.seed)
-    preprocessor = Preprocessor.fit(training.preprocessing, train_part.x_train)
-    execution = training.execution.model_copy(update=kwargs.pop("execution", {}))
-    return TrainingJob(arch, spec, train_part, x_val, y_val, preprocessor, RunDir(out, tensorboard=False), execution,
-                       progress=False, **kwargs)  # fmt: skip
+    return TrainingJob.prepare(arch, data.load(source, arch.spec), RunDir(out, tensorboard=False), spec_data=spec,
+                               execution=kwargs.pop("execution", {}), progress=False, **kwargs)  # fmt: skip
+
+
+def train(job: TrainingJob) -> Evaluation:
+    return loop.train(BACKEND, job)
 
 
 def final_state(run: Path) -> dict[str, Any]:
-    """Everything the run's checkpoint holds (model, optimizer, step, random states)."""
+    """Everything the run's checkpoint holds (model, optimizer, random states)."""
     return torch.load(run / "checkpoint" / "training.pt", map_location="cpu", weights_only=True)
 
 
@@ -99,7 +100,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("full")
     steps: list[tuple[int, float, float]] = []
     job = make_job(out, on_step=lambda step, rate, loss: steps.append((step, rate, loss)))
-    evaluation = BACKEND.train(job)
+    evaluation = train(job)
     return {"out": out, "job": job, "evaluation": evaluation, "steps": steps}
 
 
@@ -129,10 +130,10 @@ def test_loss_falls_and_learning_rate_follows_the_schedule(full_run: dict[str, A
 
 def test_evaluation_and_evaluate_from_the_checkpoint(full_run: dict[str, Any]) -> None:
     job, evaluation = full_run["job"], full_run["evaluation"]
-    test_size = len(job.dataset.y_test)
+    test_size = len(job.test)
     assert evaluation.confusion.shape == (10, 10) and evaluation.confusion.sum() == test_size
     assert np.trace(evaluation.confusion) == round(evaluation.accuracy * test_size)
-    again = BACKEND.evaluate(full_run["out"] / "checkpoint", job.arch, job.dataset.x_test, job.dataset.y_test, None)
+    again = loop.evaluate(BACKEND, job.arch, full_run["out"] / "checkpoint", job.test)
     np.testing.assert_array_equal(again.confusion, evaluation.confusion)
     assert again.loss == pytest.approx(evaluation.loss, rel=1e-6)
 
@@ -144,9 +145,9 @@ def test_checkpoint_is_complete_atomic_and_weights_only(full_run: dict[str, Any]
     assert sorted(p.name for p in folder.iterdir()) == ["state.json", "training.pt"]
     state = json.loads((folder / "state.json").read_text())
     assert state["step"] == 33 and state["epoch"] == 3 and state["preprocessor"]["mode"] == "per_channel_mean"
+    assert state["backend"] == "torch" and state["steps_per_epoch"] == 11 and len(state["epoch_sums"]) == 3
     payload = final_state(out)  # weights_only=True: plain tensors and Python values
-    assert payload["step"] == 33 and payload["epoch"] == 3
-    assert {"model", "optimizer", "rng", "epoch_sums"} <= set(payload)
+    assert set(payload) == {"model", "optimizer", "scaler", "rng"}
     assert "stem.conv1.weight" in payload["model"] and payload["optimizer"]["state"]
 
 
@@ -154,12 +155,12 @@ def test_resume_is_exact_mid_epoch_and_across_epochs(full_run: dict[str, Any], t
     """Uninterrupted == stop at step 7 (mid-epoch 1) + resume to step 15 (mid-epoch 2) + resume
     to the end: bit for bit the same weights, optimizer state, random state and epoch metrics."""
     out = tmp_path / "run"
-    BACKEND.train(make_job(out, max_steps=7))
+    train(make_job(out, max_steps=7))
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 7
     assert not out.joinpath("metrics.jsonl").exists()  # no epoch finished yet
-    BACKEND.train(make_job(out, resume=True, max_steps=15))
+    train(make_job(out, resume=True, max_steps=15))
     assert [r["epoch"] for r in RunDir(out).history()] == [1]
-    evaluation = BACKEND.train(make_job(out, resume=True))
+    evaluation = train(make_job(out, resume=True))
     assert_same(final_state(out), final_state(full_run["out"]))
     for a, b in zip(RunDir(out).history(), full_run["job"].run_dir.history(), strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
@@ -168,17 +169,81 @@ def test_resume_is_exact_mid_epoch_and_across_epochs(full_run: dict[str, Any], t
 
 def test_resume_after_a_whole_epoch(full_run: dict[str, Any], tmp_path: Path) -> None:
     """Stopped at the end of epoch 2 (the epoch-end checkpoint) + resume == uninterrupted."""
-    BACKEND.train(make_job(tmp_path, max_steps=2 * STEPS_PER_EPOCH))
+    train(make_job(tmp_path, max_steps=2 * STEPS_PER_EPOCH))
     assert [r["epoch"] for r in RunDir(tmp_path).history()] == [1, 2]
-    BACKEND.train(make_job(tmp_path, resume=True))
+    train(make_job(tmp_path, resume=True))
     assert_same(final_state(tmp_path), final_state(full_run["out"]))
 
 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
-    from resnet_spec.training.commands import TrainingError
-
     with pytest.raises(TrainingError, match="nothing to resume"):
-        BACKEND.train(make_job(tmp_path, resume=True))
+        train(make_job(tmp_path, resume=True))
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_checkpoint_every_steps_resumes_exactly(full_run: dict[str, Any], tmp_path: Path) -> None:
+    """checkpoint_every 4 checkpoints at steps 4 and 8 of the first epoch: a run that dies after
+    step 10 resumes from step 8's checkpoint to the uninterrupted result."""
+
+    def crash(step: int, rate: float, loss: float) -> None:
+        if step == 9:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(make_job(tmp_path, checkpoint_every=4, on_step=crash))
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 8
+    steps: list[int] = []
+    train(make_job(tmp_path, resume=True, checkpoint_every=4, on_step=lambda s, r, l: steps.append(s)))
+    assert steps[0] == 8 and steps[-1] == 32
+    assert_same(final_state(tmp_path), final_state(full_run["out"]))
+
+
+# ---------------------------------------------------------------------------- the DataLoader pipeline
+
+
+def test_memory_mapped_data_through_dataloader_workers_equals_data_in_memory(tmp_path: Path) -> None:
+    """The digits as an uncompressed .npz (memory-mapped) stream through two DataLoader worker
+    processes; the run equals the in-memory one bit for bit: the same examples, the same
+    preprocessing arithmetic, the same layout on the device."""
+    digits = data.load("digits", resnet_spec.build_architecture(TINY).spec)
+    every = np.arange(len(digits.train))
+    np.savez(tmp_path / "digits.npz", x_train=digits.train.read(every), y_train=digits.train.labels,
+             x_test=digits.test.read(np.arange(len(digits.test))), y_test=digits.test.labels)  # fmt: skip
+    memory, streamed = [], []
+    train(make_job(tmp_path / "a", max_steps=6, on_step=lambda s, r, l: memory.append(l)))
+    job = make_job(tmp_path / "b", source=str(tmp_path / "digits.npz"), max_steps=6, execution={"workers": 2},
+                   on_step=lambda s, r, l: streamed.append(l))  # fmt: skip
+    assert not job.train.in_memory
+    train(job)
+    assert memory == streamed
+    assert_same(final_state(tmp_path / "b"), final_state(tmp_path / "a"))
+
+
+def test_image_folder_results_do_not_depend_on_the_workers(tmp_path: Path) -> None:
+    from image_folders import FOLDER_SPEC, write_folder
+
+    folder = write_folder(tmp_path / "images", per_class=8)
+    losses = []
+    for workers in (0, 2):
+        seen: list[float] = []
+        train(make_job(tmp_path / f"w{workers}", FOLDER_SPEC, str(folder), max_steps=4, execution={"workers": workers},
+                       on_step=lambda s, r, l, seen=seen: seen.append(l)))  # fmt: skip
+        losses.append(seen)
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+    assert_same(final_state(tmp_path / "w0"), final_state(tmp_path / "w2"))
+
+
+def test_a_corrupt_image_stops_training_naming_the_file(tmp_path: Path) -> None:
+    from image_folders import FOLDER_SPEC, write_folder
+
+    folder = write_folder(tmp_path / "images", per_class=8)
+    broken = sorted((folder / "train" / "class1").iterdir())[2]
+    broken.write_bytes(b"\xff\xd8 not really a JPEG")
+    with pytest.raises(DataError, match=rf"{broken.name}: cannot decode image"):
+        train(make_job(tmp_path / "run", FOLDER_SPEC, str(folder), execution={"workers": 1}))
 
 
 def test_a_softmax_output_trains_on_its_logits(tmp_path: Path) -> None:
@@ -188,7 +253,7 @@ def test_a_softmax_output_trains_on_its_logits(tmp_path: Path) -> None:
     losses = []
     for name, spec in (("logits", base), ("softmax", {**base, "head": {**base["head"], "output": "softmax"}})):
         seen: list[float] = []
-        BACKEND.train(make_job(tmp_path / name, spec, max_steps=3, on_step=lambda s, r, loss, seen=seen: seen.append(loss)))
+        train(make_job(tmp_path / name, spec, max_steps=3, on_step=lambda s, r, loss, seen=seen: seen.append(loss)))
         losses.append(seen)
     assert losses[0] == losses[1]
 
@@ -207,8 +272,8 @@ def test_device_augmentation_equals_the_numpy_reference(channels_last: bool) -> 
     nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
     for settings in (Augmentation(random_crop_padding=2, horizontal_flip=True), Augmentation(random_crop_padding=3),
                      Augmentation(horizontal_flip=True)):  # fmt: skip
-        expected = reference.augment(images, settings, augment.generator(5, 1, 2))
-        tops, lefts, flips = augment.draw(settings, len(images), augment.generator(5, 1, 2))
+        expected = reference.augment(images, settings, reference.generator(5, 1, 2))
+        tops, lefts, flips = reference.draw(settings, len(images), reference.generator(5, 1, 2))
         got = augment.apply(nchw, torch.from_numpy(tops), torch.from_numpy(lefts), torch.from_numpy(flips),
                             padding=settings.random_crop_padding, flip=settings.horizontal_flip)  # fmt: skip
         assert got.stride() == nchw.stride()  # the input's memory layout: the network's speed depends on it
@@ -264,7 +329,7 @@ def test_optimizers_follow_the_contract_across_learning_rate_changes(kind: str, 
 
 
 def _short(tmp_path: Path, steps: int = 3, **kwargs: Any) -> Any:
-    return BACKEND.train(make_job(tmp_path, max_steps=steps, **kwargs))
+    return train(make_job(tmp_path, max_steps=steps, **kwargs))
 
 
 def test_bfloat16_autocast_runs_on_the_cpu(tmp_path: Path) -> None:

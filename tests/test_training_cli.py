@@ -1,7 +1,7 @@
 """The seed system's recipe through the real command: ``resnet-spec train
 examples/resnet20_cifar10.yaml`` runs, unchanged, on a CIFAR-10 "python version" directory (a tiny
 one written here in the real format); a PyTorch run imports neither TensorFlow nor Keras, and its
-TensorBoard event file reads back."""
+TensorBoard event file reads back; a Keras run imports no torch (tensorboardX would)."""
 
 from __future__ import annotations
 
@@ -81,10 +81,37 @@ def test_resnet20_recipe_trains_with_torch_without_tensorflow(cifar: Path, tmp_p
     done = train_recipe("torch", cifar, tmp_path / "run")
     assert "frameworks: ['torch']" in done.stdout
     check_run(tmp_path / "run", "torch")
+    evaluated = subprocess.run([sys.executable, "-m", "resnet_spec.cli", "evaluate", str(tmp_path / "run"), "--data",
+                                str(cifar)], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    accuracy = json.loads((tmp_path / "run" / "result.json").read_text())["test_accuracy"]
+    assert f"test accuracy: {accuracy:.2%}" in evaluated.stdout and "airplane" in evaluated.stdout
 
 
 @pytest.mark.keras
-def test_resnet20_recipe_trains_with_keras(cifar: Path, tmp_path: Path) -> None:
+def test_resnet20_recipe_trains_with_keras_without_torch(cifar: Path, tmp_path: Path) -> None:
     pytest.importorskip("keras")
-    train_recipe("keras", cifar, tmp_path / "run")
+    done = train_recipe("keras", cifar, tmp_path / "run")
+    assert "frameworks: ['keras', 'tensorflow']" in done.stdout
     check_run(tmp_path / "run", "keras")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("example", "classes", "channels"), [("resnet18_xray", 2, 1), ("resnet50", 3, 3)])
+def test_the_folder_recipes_run_on_an_image_folder(tmp_path: Path, example: str, classes: int, channels: int) -> None:
+    """The chest X-ray recipe on grayscale JPEGs and the ImageNet recipe on colour ones, as the
+    examples give them (but batch 4 and one step): random-resized crops of 240-330 pixel images to
+    224, evaluation by resize + centre crop."""
+    pytest.importorskip("torch")
+    from image_folders import write_folder
+
+    folder = write_folder(tmp_path / "images", per_class=4, classes=classes, sizes=(240, 330), channels=channels)
+    command = [sys.executable, "-m", "resnet_spec.cli", "train", str(REPO / "examples" / f"{example}.yaml"),
+               "--backend", "torch", "--data", str(folder), "--out", str(tmp_path / "run"), "--max-steps", "1",
+               "--no-progress", "--workers", "1", "--set", "training.batch_size=4",
+               "--set", f"classes={classes}"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert sum(map(sum, result["confusion_matrix"])) == 2 * classes  # every test image evaluated at 224x224
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 1

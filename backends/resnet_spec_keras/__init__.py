@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from resnet_spec.backends import ProbeResult
     from resnet_spec.pipeline import Architecture
-    from resnet_spec.training.job import Evaluation, TrainingJob
+    from resnet_spec.spec import Execution
+    from resnet_spec.training.job import Predictor, TrainingJob, TrainingSession
     from resnet_spec.training.preprocess import Preprocessor
 
 __all__ = ["KerasBackend"]
@@ -90,14 +91,15 @@ class KerasBackend:
 
     # ------------------------------------------------------------------ Trainer
 
-    def train(self, job: TrainingJob) -> Evaluation:
-        """Train (or resume) ``job`` and evaluate on its test set; see :mod:`.train`."""
-        from .train import train
+    def training_session(self, job: TrainingJob) -> TrainingSession:
+        """A training session for the core's loop (:mod:`resnet_spec.training.loop`); see :mod:`.train`."""
+        from .train import KerasSession
 
-        return train(job)
+        return KerasSession(job)
 
-    def evaluate(self, checkpoint: Any, arch: Architecture, images: np.ndarray, labels: np.ndarray,
-                 preprocessor: Preprocessor | None) -> Evaluation:  # fmt: skip
-        from .train import evaluate
+    def predictor(self, arch: Architecture, weights: Path, preprocessor: Preprocessor,
+                  execution: Execution | None = None) -> Predictor:  # fmt: skip
+        """Eval-mode logits of a run's checkpoint folder or a ``.keras`` file this backend saved."""
+        from .inference import predictor
 
-        return evaluate(checkpoint, arch, images, labels, preprocessor)
+        return predictor(arch, weights, preprocessor, execution)

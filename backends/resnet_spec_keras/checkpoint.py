@@ -7,9 +7,9 @@ Layout of ``RUN_DIR/checkpoint/``::
     optimizer.npz      the optimizer's variables (iterations, learning rate, momentum / Adam
                        slots, loss scale), keyed by position, with their paths to check on load
     random.npz         the dropout / drop-path seed-generator states
-    state.json         step, completed epochs, the running epoch's metric sums, the preprocessor,
-                       the architecture hash; written last, so its presence marks a complete
-                       checkpoint
+    state.json         written by the core's loop, last (its presence marks a complete
+                       checkpoint): step, completed epochs, the running epoch's metric sums, the
+                       preprocessor, the architecture hash, the mixed precision, the world size
 """
 
 WEIGHTS = "model.weights.h5"

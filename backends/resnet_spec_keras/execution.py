@@ -11,24 +11,25 @@
   switch).
 * ``compile``: the per-replica training step is compiled with XLA (``jit_compile=True``).
 
-Scale-out, from ``TrainingJob.extra["strategy"]``:
+Scale-out, from ``TrainingJob.extra["strategy"]`` or the environment:
 
-* ``None`` (default): ``tf.distribute.MirroredStrategy`` over every visible GPU when there is
-  more than one, else no strategy (one device);
+* ``None`` (default): ``tf.distribute.MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` describes
+  a cluster of more than one task (what ``resnet-spec train --workers-local N`` sets up for N local
+  workers, and what each machine of a multi-machine run sets by hand); else
+  ``MirroredStrategy`` over every visible GPU when there is more than one; else no strategy;
 * ``"mirrored"``: ``MirroredStrategy`` over the GPUs, or over the CPU when there are none
   (one replica, or one per logical CPU device configured with
   ``tf.config.set_logical_device_configuration``: how the tests run two replicas on a CPU);
-* ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy``, configured by the
-  ``TF_CONFIG`` environment variable of each worker, e.g. for worker 0 of two::
+* ``"multi_worker"``: ``MultiWorkerMirroredStrategy``, configured by ``TF_CONFIG``, e.g. for
+  worker 0 of two::
 
       TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
                   "task": {"type": "worker", "index": 0}}'   # index 1 on host2
 
-  It is selected through the Python API (``TrainingJob.extra``; no command-line flag): see
-  docs/training.md. Every worker reads the same data and computes the same batch order, each
-  replica takes its slice of every global batch; worker 0 (the chief) writes the run
-  directory, the others write to a temporary one. :func:`resolve` creates the strategy before
-  anything starts TensorFlow's runtime, which it must (tests/test_train_keras_multiworker.py).
+Every worker computes the same plan; each reads only its replicas' shards of every global batch
+(``distribute_datasets_from_function``: tf.data sharding by the plan); worker 0 (or the ``chief``
+task) writes the run directory, the others write their checkpoints to scratch folders.
+:func:`resolve` creates the strategy before anything starts TensorFlow's runtime, which it must.
 
 Every replica's loss is its examples' summed cross-entropy divided by the *global* batch size
 (plus the L2 term divided by the number of replicas), so summed gradients equal the
@@ -62,8 +63,13 @@ class Setup:
     policy: str | None  # Keras dtype policy name for the model, None = float32
     jit: bool
     distributed: bool
-    chief: bool = True
+    worker: int = 0  # this process' rank among the workers (0: the chief)
+    workers: int = 1  # processes taking part
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def chief(self) -> bool:
+        return self.worker == 0
 
     @property
     def replicas(self) -> int:
@@ -96,6 +102,13 @@ def resolve(execution: Execution, extra: dict[str, Any]) -> Setup:
     requested = extra.get("strategy")
     if requested not in STRATEGIES:
         raise BackendError(f"unknown strategy {requested!r}; the keras trainer knows mirrored and multi_worker")
+    worker, workers = cluster_position()
+    if requested is None and workers > 1:
+        requested = "multi_worker"
+    if requested == "multi_worker":
+        # Before anything that starts TensorFlow's runtime (listing devices does): the strategy
+        # configures its collective ops, which only works at start-up.
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if execution.device == "gpu" and not gpus:
         raise BackendError(
@@ -110,23 +123,26 @@ def resolve(execution: Execution, extra: dict[str, Any]) -> Setup:
         notes.append(f"mixed precision {execution.mixed_precision} on a CPU runs, but slower than float32")
     policy = POLICIES[execution.mixed_precision]
     if requested == "multi_worker":
-        # Before anything that starts TensorFlow's runtime (listing logical devices does): the
-        # strategy configures its collective ops, which only works at start-up.
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        return Setup(strategy, None, policy, execution.compile, True, _is_chief(), notes)
+        return Setup(strategy, None, policy, execution.compile, True, worker, max(workers, 1), notes)
     # Logical devices: virtual GPUs, or several logical CPUs a test configured, count as replicas.
     devices = [d.name for d in tf.config.list_logical_devices("GPU" if use_gpu else "CPU")]
     if requested == "mirrored" or (requested is None and len(devices) > 1):
         strategy = tf.distribute.MirroredStrategy(devices)
-        return Setup(strategy, None, policy, execution.compile, True, True, notes)
-    return Setup(tf.distribute.get_strategy(), devices[0], policy, execution.compile, False, True, notes)
+        return Setup(strategy, None, policy, execution.compile, True, notes=notes)
+    return Setup(tf.distribute.get_strategy(), devices[0], policy, execution.compile, False, notes=notes)
 
 
-def _is_chief() -> bool:
+def cluster_position() -> tuple[int, int]:
+    """(this task's rank, tasks) from ``TF_CONFIG``: the ``chief`` task first, then the workers;
+    (0, 1) without a cluster."""
     config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = config.get("task", {})
-    return task.get("type") in (None, "chief") or (task.get("type") == "worker" and int(task.get("index", 0)) == 0
-                                                   and "chief" not in config.get("cluster", {}))  # fmt: skip
+    cluster, task = config.get("cluster") or {}, config.get("task") or {}
+    chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
+    if not task or len(chiefs) + len(workers) <= 1:
+        return 0, 1
+    index = int(task.get("index", 0))
+    rank = index if task.get("type") == "chief" else len(chiefs) + index
+    return rank, len(chiefs) + len(workers)
 
 
 def split(setup: Setup, *arrays: np.ndarray) -> tuple[Any, ...]:

@@ -1,39 +1,16 @@
-"""Augmentation on the device, with the NumPy reference's random numbers.
+"""Pad-and-crop and flip on the device, with the core's random numbers.
 
-:func:`resnet_spec.training.augment.augment` defines the operation (zero padding, a random crop
-back to the input size with offsets in [0, 2 * padding], a left-right flip with probability 1/2)
-and the order of its random draws. :func:`draw` draws exactly those numbers on the host from
-``np.random.default_rng([seed, epoch, batch])`` (a few integers per image), and :func:`apply`
+:mod:`resnet_spec.training.augment` defines the operation (zero padding, a random crop back to
+the input size with offsets in [0, 2 * padding], a left-right flip with probability 1/2) and
+draws its numbers from (seed, epoch, batch) (they arrive in the plan's shards); :func:`apply`
 moves the pixels with two gathers on the device. A batch is therefore augmented identically by
-this backend, by the Keras backend, by the NumPy reference and by a resumed run: the numbers are
-a pure function of (seed, epoch, batch index), so no generator state is checkpointed.
+this backend, by the Keras backend, by the NumPy reference and by a resumed run.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-
-from resnet_spec.spec import Augmentation
-
-
-def enabled(settings: Augmentation) -> bool:
-    return bool(settings.random_crop_padding) or settings.horizontal_flip
-
-
-def generator(seed: int, epoch: int, batch: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, batch])
-
-
-def draw(settings: Augmentation, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tops, lefts, flips) for ``count`` images, drawn in the reference's order."""
-    tops = lefts = np.zeros(count, np.int64)
-    if settings.random_crop_padding:
-        offsets = rng.integers(0, 2 * settings.random_crop_padding + 1, (count, 2))
-        tops, lefts = offsets[:, 0], offsets[:, 1]
-    flips = rng.random(count) < 0.5 if settings.horizontal_flip else np.zeros(count, bool)
-    return tops, lefts, flips
 
 
 def apply(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, flips: torch.Tensor, *, padding: int,

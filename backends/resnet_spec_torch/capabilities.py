@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from resnet_spec.backends import ProbeResult
     from resnet_spec.pipeline import Architecture
-    from resnet_spec.training.job import Evaluation, TrainingJob
+    from resnet_spec.spec import Execution
+    from resnet_spec.training.job import Predictor, TrainingJob, TrainingSession
     from resnet_spec.training.preprocess import Preprocessor
 
 __all__ = ["TorchCapabilities"]
@@ -47,15 +50,15 @@ class TorchCapabilities:
 
     # ------------------------------------------------------------------ Trainer
 
-    def train(self, job: TrainingJob) -> Evaluation:
-        """Train (or resume) ``job`` following the trainer contract; see ``resnet_spec_torch.train``."""
-        from .train import train
+    def training_session(self, job: TrainingJob) -> TrainingSession:
+        """A training session for the core's loop (:mod:`resnet_spec.training.loop`); see ``resnet_spec_torch.train``."""
+        from .train import TorchSession
 
-        return train(job)
+        return TorchSession(job)
 
-    def evaluate(self, checkpoint: Any, arch: Architecture, images: np.ndarray, labels: np.ndarray,
-                 preprocessor: Preprocessor | None) -> Evaluation:  # fmt: skip
-        """Evaluate a run's checkpoint directory (or a ``.pt`` model file) on raw ``images``."""
-        from .train import evaluate
+    def predictor(self, arch: Architecture, weights: Path, preprocessor: Preprocessor,
+                  execution: Execution | None = None) -> Predictor:  # fmt: skip
+        """Eval-mode logits of a run's checkpoint folder or a ``.pt`` file this backend saved."""
+        from .inference import predictor
 
-        return evaluate(checkpoint, arch, images, labels, preprocessor)
+        return predictor(arch, weights, preprocessor, execution)

@@ -12,9 +12,10 @@ PyTorch trainer.
 
 Data parallelism: when started by ``torchrun`` (``WORLD_SIZE`` > 1), :func:`resolve` initializes
 ``torch.distributed`` (gloo on the CPU, NCCL on CUDA; device ``cuda:LOCAL_RANK``) and the
-trainer wraps the network in ``DistributedDataParallel``. Every rank computes the same batch
-order; each takes its contiguous slice (``np.array_split``) of every global batch, whose size
-stays the spec's ``batch_size``. Each rank's loss is its examples' summed cross-entropy over the
+trainer wraps the network in ``DistributedDataParallel``. Every rank follows the same plan
+(:mod:`resnet_spec.training.plan`); each reads only its contiguous shard (``np.array_split``) of
+every global batch, whose size stays the spec's ``batch_size`` (its DataLoader decodes nothing
+else). Each rank's loss is its examples' summed cross-entropy over the
 *global* batch size times the world size (DDP averages gradients over ranks) plus the L2 term,
 so the averaged gradient equals the single-process one. Batch-norm statistics are per rank
 during a step (as in DDP without SyncBatchNorm) and averaged over ranks at every epoch end and

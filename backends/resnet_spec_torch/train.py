@@ -1,41 +1,33 @@
-"""The PyTorch trainer: :class:`resnet_spec.training.job.Trainer` for models of this backend.
+"""The PyTorch training session: :class:`resnet_spec.training.job.TrainingSession` for models of
+this backend; the loop that drives it is the core's (:mod:`resnet_spec.training.loop`).
 
-It follows the trainer contract of :mod:`resnet_spec.training.job` step for step, as the Keras
-trainer does, so one recipe means one thing in both frameworks:
+It follows the session contract of :mod:`resnet_spec.training.job`, as the Keras session does:
 
 * start: the seeded neutral initial weights (:func:`resnet_spec.weights.initial_weights` with
-  ``training.seed``); torch's generator (dropout / drop-path masks) seeded from the seed inside
-  a forked RNG scope, so the caller's generator is left as it was;
-* batch ``b`` of epoch ``e``: ``batch_indices(len(x_train), batch_size, seed, e)[b]`` of the
-  preprocessed training images (``job.preprocessor``, applied once up front and kept as one NCHW
-  tensor: on the device when it fits, else in pinned host memory with asynchronous copies; no
-  DataLoader); augmentation numbers from ``np.random.default_rng([seed, e, b])``
-  (:mod:`.augment`), pixels moved on the device;
-* learning rate ``schedule.learning_rate(training, step, steps_per_epoch)`` set on the optimizer
-  before each step;
+  ``training.seed``); torch's generator (dropout / drop-path masks) seeded from the seed and the
+  rank inside a forked RNG scope, so the caller's generator is left as it was;
+* input: a training split held in memory that needs no resizing is preprocessed once and kept as
+  one NCHW tensor (on the device when it fits, else in pinned host memory with asynchronous
+  copies); anything else (image files, memory maps, HDF5, random-resized crops) streams through
+  ``torch.utils.data`` (:mod:`.pipeline`): ``execution.workers`` processes read, decode, resize
+  and preprocess this rank's shard of every global batch, a few batches ahead; pad-and-crop and
+  flips happen on the device (:mod:`.augment`) with the plan's numbers;
 * loss: cross-entropy with label smoothing (PyTorch's definition) on ``head.classifier``'s
-  float32 logits (a softmax output layer is not run in training) + ``kernel_l2 * sum(w ** 2)``
-  over the kernels; optimizers: :mod:`.optim`;
-* after each epoch: validation loss / accuracy, ``run_dir.log_epoch``, an atomic checkpoint
-  (:mod:`.checkpoint`). A run stopped by ``max_steps`` (an absolute step count: the run stops
-  once it has taken that many steps in total) checkpoints mid-epoch with the epoch's partial
-  metric sums, so ``resume`` continues at exactly the next step with the same weights, optimizer
-  state, random state and metrics as an uninterrupted run.
+  float32 logits (a softmax output layer is not run in training), summed over the shard and
+  divided by the global batch (times the world size: DDP averages gradients) + ``kernel_l2 *
+  sum(w ** 2)`` over the kernels; optimizers: :mod:`.optim`;
+* checkpoint files: :mod:`.checkpoint` (every rank's torch random states; written by rank 0).
 
-Reported numbers (as the Keras trainer): the training ``loss`` is the mean label-smoothed
-cross-entropy of the epoch's training batches in training mode (without the L2 term);
-``val_loss`` and the test loss are plain cross-entropy in eval mode. ``job.on_step(step,
-learning_rate, loss)`` gets the batch's objective (label-smoothed cross-entropy + L2: what the
-gradients are taken of); reading it waits for the step, so it is only read when asked.
-
-After training, ``job.extra["model"]`` holds the trained network (the ``ResNet`` module, on
-its device). Execution switches and torchrun data parallelism: :mod:`.distributed`.
+Reported numbers: the training ``loss`` is the mean label-smoothed cross-entropy of the epoch's
+training batches in training mode (without the L2 term); ``val_loss`` and the test loss are plain
+cross-entropy in eval mode. Execution switches and torchrun data parallelism: :mod:`.distributed`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,73 +36,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_spec import graph as g
-from resnet_spec.backends import BackendError
-from resnet_spec.spec import Training
-from resnet_spec.training import checkpoint
-from resnet_spec.training.batches import batch_indices, steps_per_epoch
-from resnet_spec.training.commands import TrainingError
-from resnet_spec.training.job import Evaluation, TrainingJob, describe_epoch, epoch_row, score
-from resnet_spec.training.preprocess import Preprocessor
-from resnet_spec.training.schedule import learning_rate, total_steps
+from resnet_spec.training.augment import enabled as augmentation_enabled
+from resnet_spec.training.errors import TrainingError
+from resnet_spec.training.geometry import Geometry
+from resnet_spec.training.job import Predictions, TrainingJob
+from resnet_spec.training.plan import Shard
+from resnet_spec.training.sources import Split
 from resnet_spec.weights import initial_weights
 
-from . import augment
+from . import augment, pipeline
 from .checkpoint import TRAINING
-from .distributed import Setup, all_reduce_sum, average_buffers, gather_objects, resolve
-from .model import ResNet, build_module
+from .distributed import all_reduce_sum, average_buffers, gather_objects, resolve
+from .inference import Inference, logits_net
+from .model import build_module
 from .optim import make_optimizer, set_learning_rate
-from .probe import LOGITS
-from .weights import kernel_parameters, set_weights, unwrap
+from .weights import kernel_parameters, set_weights
 
-EVAL_BATCH = 256
-PROGRESS_SECONDS = 0.5
 DEVICE_DATA_FRACTION = 0.3  # keep the training set on the GPU when it takes at most this much of free memory
-
-
-# ---------------------------------------------------------------------------- the network to train
-
-
-class LogitsNet(nn.Module):
-    """The compiled network up to ``head.classifier`` (the training loss's input), sharing its
-    modules, for specs that end in a softmax. It walks the graph's nodes by name, as
-    ``ResNet.forward`` does, and drops each value after its last reader."""
-
-    def __init__(self, net: ResNet, arch: Any) -> None:
-        super().__init__()
-        self.net = net
-        nodes = []
-        for node in arch.graph:
-            if isinstance(node, g.Input):
-                continue
-            nodes.append(node)
-            if node.name == LOGITS:
-                break
-        last: dict[str, str] = {}
-        for node in nodes:
-            for name in node.inputs:
-                last[name] = node.name
-        self.input_name = arch.graph.input.name
-        self._plan = [
-            (node.name, net.get_submodule(node.name), node.inputs,
-             tuple(sorted({i for i in node.inputs if last.get(i) == node.name})))
-            for node in nodes
-        ]  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values = {self.input_name: x}
-        for name, module, inputs, release in self._plan:
-            values[name] = module(*[values[i] for i in inputs])
-            for dead in release:
-                del values[dead]
-        return values[LOGITS]
-
-
-def logits_net(net: ResNet, arch: Any) -> nn.Module:
-    return net if arch.graph.output == LOGITS else LogitsNet(net, arch)
-
-
-# ---------------------------------------------------------------------------- data
 
 
 class Tensors:
@@ -127,7 +69,6 @@ class Tensors:
         else:
             self.x = images.contiguous(memory_format=memory_format).pin_memory()
         self.y = torch.as_tensor(np.asarray(y, np.int64)).to(device)
-        self.count = len(y)
         self._staging: list[torch.Tensor | None] = [None, None]
         self._events: list[Any] = [None, None]
         self._turn = 0
@@ -144,12 +85,11 @@ class Tensors:
         turn, self._turn = self._turn, 1 - self._turn
         if self._events[turn] is not None:
             self._events[turn].synchronize()
-        shape = (len(index), *self.x.shape[1:])
         buffer = self._staging[turn]
-        if buffer is None or buffer.shape[0] < shape[0]:
-            buffer = torch.empty((max(shape[0], 1), *self.x.shape[1:]), dtype=self.x.dtype).pin_memory()
+        if buffer is None or buffer.shape[0] < len(index):
+            buffer = torch.empty((max(len(index), 1), *self.x.shape[1:]), dtype=self.x.dtype).pin_memory()
             self._staging[turn] = buffer
-        host = buffer[: shape[0]]
+        host = buffer[: len(index)]
         torch.index_select(self.x, 0, index, out=host)
         images = host.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
@@ -166,28 +106,35 @@ def _fits(nbytes: int, device: torch.device) -> bool:
     return nbytes <= DEVICE_DATA_FRACTION * free
 
 
-# ---------------------------------------------------------------------------- one run
+class TorchSession:
+    """One training run of the PyTorch backend: model, optimizer, input, metric sums."""
 
+    backend = "torch"
 
-class _Run:
-    """One training run: model, optimizer, data, position."""
+    def __init__(self, job: TrainingJob) -> None:
+        self.job = job
+        self.setup = setup = resolve(job.execution)
+        self.rank, self.world, self.notes = setup.rank, setup.world, setup.notes
+        self._scope = contextlib.ExitStack()
+        self._scope.callback(setup.close)
+        self._scope.enter_context(torch.random.fork_rng(devices=[setup.device] if setup.device.type == "cuda" else []))
+        try:
+            self._build(job)
+        except BaseException:
+            self._scope.close()
+            raise
 
-    def __init__(self, job: TrainingJob, setup: Setup) -> None:
-        self.job, self.setup = job, setup
-        training = job.arch.spec.training
-        if training is None:
-            raise TrainingError("the spec has no `training` section")
-        self.training: Training = training
-        arch = job.arch
+    def _build(self, job: TrainingJob) -> None:
+        setup = self.setup
+        training, arch, self.plan = job.training, job.arch, job.plan
+        torch.manual_seed(_torch_seed(training.seed, setup.rank))
         self.model = build_module(arch)
         set_weights(self.model, arch, initial_weights(arch, training.seed))
         self.model.to(setup.device)
         if setup.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.net = logits_net(self.model, arch)
-        # Evaluation runs eagerly: compiling the eval-mode graph too would cost a second
-        # compilation for a small part of the work.
-        self.train_net: nn.Module = self.net
+        self.train_net: nn.Module = self.net  # evaluation runs eagerly: one compilation, of the training step
         if setup.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -197,53 +144,62 @@ class _Run:
             self.train_net = cast(nn.Module, torch.compile(self.train_net))
         self.optimizer = make_optimizer(training.optimizer, self.model, arch)
         self.scaler = setup.scaler()
-        self.data = Tensors(job.preprocessor(job.dataset.x_train), job.dataset.y_train, setup.device,
-                            channels_last=setup.channels_last)  # fmt: skip
-        self.x_val = job.preprocessor(job.x_val) if len(job.x_val) else None
-        self.y_val = np.asarray(job.y_val, np.int64)
-        self.count = self.data.count
-        self.batch_size = training.batch_size
-        self.steps_per_epoch = steps_per_epoch(self.count, self.batch_size)
-        self.total = total_steps(training, self.steps_per_epoch)
-        self.stop = self.total if job.max_steps is None else min(self.total, job.max_steps)
-        self.step = 0
+        if setup.distributed and self.plan.smallest_batch() < setup.world:
+            raise TrainingError(f"a batch of {self.plan.smallest_batch()} examples cannot be split over {setup.world} "
+                                "ranks; use fewer processes or another batch size")  # fmt: skip
+        self.geometry = job.geometry(job.train, train=True)
+        self.memory: Tensors | None = None
+        if job.train.in_memory and self.geometry.mode == "none":
+            self.memory = Tensors(job.preprocessor(job.train.read(np.arange(len(job.train)))), job.train.labels,
+                                  setup.device, channels_last=setup.channels_last)  # fmt: skip
+        workers = job.execution.workers
+        self.workers = workers if workers is not None else pipeline.default_workers(job.train, self.geometry)
+        self.inference = Inference(self.net, setup.device, job.preprocessor, batch=training.batch_size,
+                                   workers=workers, channels_last=setup.channels_last)  # fmt: skip
+        self._scope.callback(self.inference.close)
         self.sums = torch.zeros(2, dtype=torch.float64, device=setup.device)  # this rank's loss sum, correct
         self.seen = 0  # this rank's examples in the epoch so far
         self.l2 = [(node.kernel_l2, weight) for node, weight in kernel_parameters(self.model, arch) if node.kernel_l2]
-        if setup.distributed:
-            smallest = self.count % self.batch_size or self.batch_size
-            if min(self.batch_size, smallest, self.count) < setup.world:
-                raise TrainingError(
-                    f"a batch of {min(smallest, self.batch_size, self.count)} examples cannot be split over "
-                    f"{setup.world} ranks; use fewer processes or another batch size"
-                )
-        settings = training.augmentation
-        self.padding, self.flip = settings.random_crop_padding, settings.horizontal_flip
+        self.padding, self.flip = training.augmentation.random_crop_padding, training.augmentation.horizontal_flip
+        self.augment = augmentation_enabled(training.augmentation)
         self.smoothing = float(training.loss.label_smoothing)
+        self._last: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    # -------------------------------------------------------------- input
+
+    def batches(self, start: int, stop: int) -> Iterator[Any]:
+        if self.memory is not None:
+            for step in range(start, stop):
+                yield self.plan.shard(step, self.rank, self.world), None
+            return
+        reader = pipeline.ExampleReader(self.job.train, self.geometry, self.job.preprocessor)
+        sampler = pipeline.PlanSampler(self.plan, start, stop, self.rank, self.world)
+        stream = pipeline.loader(reader, sampler, self.workers, self.setup.device)
+        for step, item in zip(range(start, stop), stream):
+            yield self.plan.shard(step, self.rank, self.world), pipeline.check(item)
+
+    def _inputs(self, shard: Shard, item: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.memory is not None:
+            return self.memory.batch(shard.indices)
+        assert item is not None
+        images, labels = item
+        device, layout = self.setup.device, torch.channels_last if self.setup.channels_last else torch.contiguous_format
+        return images.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous(memory_format=layout), labels.to(device)
 
     # -------------------------------------------------------------- one step
 
-    def run_step(self, epoch: int, batch: int, indices: np.ndarray) -> float:
+    def step(self, batch: Any, learning_rate: float) -> None:
+        shard, item = batch
         setup = self.setup
-        rate = learning_rate(self.training, self.step, self.steps_per_epoch)
-        set_learning_rate(self.optimizer, rate)
-        count = len(indices)
-        settings = self.training.augmentation
-        if augment.enabled(settings):
-            tops, lefts, flips = augment.draw(settings, count, augment.generator(self.training.seed, epoch, batch))
-        if setup.distributed:
-            part = np.array_split(np.arange(count), setup.world)[setup.rank]
-            indices = indices[part]
-            if augment.enabled(settings):
-                tops, lefts, flips = tops[part], lefts[part], flips[part]
-        images, labels = self.data.batch(indices)
-        if augment.enabled(settings):
-            images = augment.apply(images, torch.from_numpy(tops), torch.from_numpy(lefts), torch.from_numpy(flips),
-                                   padding=self.padding, flip=self.flip)  # fmt: skip
+        set_learning_rate(self.optimizer, learning_rate)
+        images, labels = self._inputs(shard, item)
+        if self.augment:
+            images = augment.apply(images, torch.from_numpy(shard.tops), torch.from_numpy(shard.lefts),
+                                   torch.from_numpy(shard.flips), padding=self.padding, flip=self.flip)  # fmt: skip
         with setup.autocast():
             logits = self.train_net(images)
         per_example = F.cross_entropy(logits.float(), labels, label_smoothing=self.smoothing, reduction="none")
-        data_loss = per_example.sum() / count
+        data_loss = per_example.sum() / shard.count
         loss = data_loss * setup.world if setup.distributed else data_loss  # DDP averages over ranks
         penalty = torch.stack([lam * w.float().square().sum() for lam, w in self.l2]).sum() if self.l2 else None
         if penalty is not None:
@@ -259,77 +215,78 @@ class _Run:
         with torch.no_grad():
             correct = (logits.argmax(1) == labels).sum()
             self.sums += torch.stack([per_example.sum().double(), correct.double()])
-        self.seen += len(indices)
-        self.step += 1
-        if self.job.on_step is not None:
-            objective = all_reduce_sum(data_loss.detach(), setup)
-            if penalty is not None:
-                objective = objective + penalty.detach()
-            self.job.on_step(self.step - 1, rate, float(objective))
-        return rate
+        self.seen += len(shard)
+        self._last = (data_loss.detach(), None if penalty is None else penalty.detach())
 
-    def local_sums(self) -> list[float]:
-        """(loss sum, correct, examples) of this rank's part of the epoch so far."""
-        return [*self.sums.tolist(), float(self.seen)]
+    def last_loss(self) -> float:
+        assert self._last is not None
+        data_loss, penalty = self._last
+        objective = all_reduce_sum(data_loss, self.setup)
+        return float(objective if penalty is None else objective + penalty)
 
-    def reset_sums(self, values: list[float] | None = None) -> None:
-        values = values or [0.0, 0.0, 0.0]
+    # -------------------------------------------------------------- metrics and agreement
+
+    def running_sums(self) -> np.ndarray:
+        return np.array([*self.sums.tolist(), float(self.seen)])
+
+    def metric_sums(self) -> np.ndarray:
+        local = torch.tensor(self.running_sums(), dtype=torch.float64, device=self.setup.device)
+        return all_reduce_sum(local, self.setup).cpu().numpy()
+
+    def set_metric_sums(self, sums: np.ndarray) -> None:
+        """The global sums are carried by rank 0; the others start from zero."""
+        values = np.asarray(sums, np.float64) if self.rank == 0 else np.zeros(3)
         self.sums.copy_(torch.tensor(values[:2], dtype=torch.float64))
         self.seen = int(values[2])
 
-    def global_sums(self) -> np.ndarray:
-        local = torch.tensor(self.local_sums(), dtype=torch.float64, device=self.setup.device)
-        return all_reduce_sum(local, self.setup).cpu().numpy()
+    def agree(self, flag: bool) -> bool:
+        return bool(all_reduce_sum(torch.tensor([int(flag)], device=self.setup.device), self.setup).item())
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return predict_logits(self.net, images, max(self.batch_size, EVAL_BATCH), self.setup.device,
-                              self.setup.channels_last)  # fmt: skip
+    def broadcast(self, value: str | None) -> str | None:
+        return cast(str | None, gather_objects(value, self.setup)[0])
+
+    def synchronize(self) -> None:
+        average_buffers(self.model, self.setup)
 
     # -------------------------------------------------------------- checkpoints
 
-    def state(self, sums: np.ndarray) -> dict[str, Any]:
-        return {
-            "backend": "torch", "hash": self.job.arch.hash, "step": self.step,
-            "epoch": self.step // self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
-            "epoch_sums": [float(v) for v in sums], "preprocessor": self.job.preprocessor.to_dict(),
-            "mixed_precision": self.job.execution.mixed_precision, "world_size": self.setup.world,
-        }  # fmt: skip
-
-    def save(self, target: Path) -> None:
-        """Every rank takes part (statistics are averaged, random states gathered); rank 0 writes."""
-        average_buffers(self.model, self.setup)
-        sums = self.global_sums()
+    def checkpoint_writer(self) -> Callable[[Path], None] | None:
         states = gather_objects(_rng_state(self.setup.device), self.setup)
-        if not self.setup.chief:
-            return
+        if self.rank != 0:
+            return None
         payload = {
             "model": {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
-            "epoch_sums": torch.from_numpy(sums.copy()),
             "rng": states,
         }
-        checkpoint.save(target, lambda folder: torch.save(payload, folder / TRAINING), self.state(sums))
+        return lambda folder: torch.save(payload, folder / TRAINING)
 
-    def restore(self, folder: Path) -> None:
-        checkpoint.check_resumable(folder, self.job.arch.hash, self.steps_per_epoch)
+    def restore(self, folder: Path, state: dict[str, Any]) -> None:
         payload = torch.load(folder / TRAINING, map_location="cpu", weights_only=True)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
-        self.step = int(payload["step"])
-        if self.setup.chief:  # the saved sums are global: one rank carries them
-            self.reset_sums(payload["epoch_sums"].tolist())
         states = payload.get("rng") or []
-        if len(states) == self.setup.world:
-            _set_rng_state(states[self.setup.rank], self.setup.device)
+        if len(states) == self.world:
+            _set_rng_state(states[self.rank], self.setup.device)
         else:
-            print(f"note: the checkpoint holds random states of {len(states)} ranks, this run has "
-                  f"{self.setup.world}; dropout masks are reseeded", file=sys.stderr)  # fmt: skip
-            torch.manual_seed(_torch_seed(self.training.seed, self.setup.rank, self.step))
+            if self.rank == 0:
+                print(f"note: the checkpoint holds random states of {len(states)} ranks, this run has {self.world}; "
+                      "dropout masks are reseeded", file=sys.stderr)  # fmt: skip
+            torch.manual_seed(_torch_seed(self.job.training.seed, self.rank, int(state["step"])))
+
+    # -------------------------------------------------------------- the end
+
+    def predict(self, split: Split, geometry: Geometry) -> Predictions:
+        return self.inference.predict(split, geometry)
+
+    def finish(self) -> Any:
+        return self.model
+
+    def close(self) -> None:
+        self._scope.close()
 
 
 def _to_cpu(value: Any) -> Any:
@@ -359,137 +316,4 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-# ---------------------------------------------------------------------------- scoring
-
-
-def predict_logits(net: nn.Module, images: np.ndarray, batch: int, device: torch.device,
-                   channels_last: bool = False) -> np.ndarray:  # fmt: skip
-    """Eval-mode float32 logits of preprocessed NHWC ``images``, in batches."""
-    modes = [(m, m.training) for m in net.modules()]
-    net.eval()
-    parts = []
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(images), batch):
-                x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch], dtype=np.float32)).permute(0, 3, 1, 2)
-                x = x.to(device, non_blocking=True)
-                x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-                parts.append(net(x).float().cpu().numpy())
-    finally:
-        for module, training in modes:
-            module.training = training
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-
-
-# ---------------------------------------------------------------------------- train
-
-
-def train(job: TrainingJob) -> Evaluation:
-    setup = resolve(job.execution)
-    try:
-        if setup.chief:
-            for note in setup.notes:
-                print(f"note: {note}", file=sys.stderr)
-        devices = [setup.device] if setup.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            training = job.arch.spec.training
-            if training is None:
-                raise TrainingError("the spec has no `training` section")
-            torch.manual_seed(_torch_seed(training.seed, setup.rank))
-            run = _Run(job, setup)
-            target = job.run_dir.checkpoint
-            if job.resume:
-                found = checkpoint.recover(target) if setup.chief else None
-                if setup.distributed:
-                    found = gather_objects(str(found) if found is not None else None, setup)[0]
-                    found = Path(found) if found is not None else None
-                checkpoint.resume(run, found, job.run_dir, setup.chief)
-            _loop(run, job, setup, target)
-            average_buffers(run.model, setup)
-            logits = run.predict(job.preprocessor(job.dataset.x_test))
-            job.extra["model"] = run.model  # the trained network (Python API users; identical on every rank)
-        return score(logits, job.dataset.y_test, job.arch.spec.classes)
-    finally:
-        setup.close()
-
-
-def _loop(run: _Run, job: TrainingJob, setup: Setup, target: Path) -> None:
-    from tqdm import tqdm
-
-    training, spe = run.training, run.steps_per_epoch
-    epochs = -(-run.total // spe)
-    rate = learning_rate(training, max(run.step - 1, 0), spe)
-    bar = tqdm(total=run.stop, initial=run.step, unit="step", disable=not (job.progress and setup.chief),
-               leave=False, dynamic_ncols=True, file=sys.stderr)  # fmt: skip
-    try:
-        while run.step < run.stop:
-            epoch, first = divmod(run.step, spe)
-            if first == 0:
-                run.reset_sums()
-            order = batch_indices(run.count, run.batch_size, training.seed, epoch)
-            last = min(spe, run.stop - epoch * spe)  # batches of this epoch this invocation runs
-            bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
-            started = shown = time.perf_counter()
-            for batch in range(first, last):
-                rate = run.run_step(epoch, batch, order[batch])
-                bar.update(1)
-                if not bar.disable and time.perf_counter() - shown > PROGRESS_SECONDS:
-                    loss_sum, correct, seen = run.local_sums()
-                    bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", acc=f"{correct / max(seen, 1):.2%}",
-                                    lr=f"{rate:.3g}", refresh=False)  # fmt: skip
-                    shown = time.perf_counter()
-            finished = run.step == (epoch + 1) * spe or run.step == run.total
-            if finished:
-                _end_epoch(run, job, setup, epoch, rate, time.perf_counter() - started, bar)
-                if training.checkpoint_every_epoch or run.step >= run.stop:
-                    run.save(target)
-            else:  # max_steps stopped the run mid-epoch: checkpoint with the partial sums, log nothing
-                run.save(target)
-    finally:
-        bar.close()
-
-
-def _end_epoch(run: _Run, job: TrainingJob, setup: Setup, epoch: int, rate: float, seconds: float, bar: Any) -> None:
-    average_buffers(run.model, setup)
-    sums = run.global_sums()
-    if not setup.chief:
-        return
-    row = epoch_row(epoch + 1, run.step, rate, sums, seconds)
-    if run.x_val is not None:
-        val = score(run.predict(run.x_val), run.y_val, job.arch.spec.classes)
-        row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
-    job.run_dir.log_epoch(row)
-    bar.write(describe_epoch(row, -(-run.total // run.steps_per_epoch)), file=sys.stdout)
-
-
-# ---------------------------------------------------------------------------- evaluate
-
-
-def evaluate(target: Any, arch: Any, images: np.ndarray, labels: np.ndarray,
-             preprocessor: Preprocessor | None) -> Evaluation:  # fmt: skip
-    """Evaluate a run's checkpoint directory (or a ``.pt`` file saved by this backend) on raw
-    ``images`` (``preprocessor`` is applied; None takes the one stored in the checkpoint)."""
-    path = Path(target)
-    if path.is_file():
-        from .io import load
-
-        model, meta = load(path)
-        if meta.get("hash") != arch.hash:
-            raise BackendError(f"{path}: the model is of architecture {meta.get('hash')}, not {arch.hash}")
-        if preprocessor is None:
-            raise BackendError(f"{path}: a saved model holds no preprocessor; pass one")
-    else:
-        folder, state = checkpoint.for_evaluation(path, arch.hash)
-        model = build_module(arch)
-        payload = torch.load(folder / TRAINING, map_location="cpu", weights_only=True)
-        model.load_state_dict(payload["model"])
-        if preprocessor is None:
-            preprocessor = Preprocessor.from_dict(state["preprocessor"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = logits_net(unwrap(model).to(device), arch)  # type: ignore[arg-type]
-    batch = arch.spec.training.batch_size if arch.spec.training is not None else EVAL_BATCH
-    logits = predict_logits(net, preprocessor(images), max(batch, EVAL_BATCH), device)
-    return score(logits, labels, arch.spec.classes)
-
-
-__all__ = ["evaluate", "train"]
+__all__ = ["TorchSession"]

@@ -27,8 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
-    from ..training.commands import TrainingError, evaluate, print_evaluation
-    from ..training.data import DataError
+    from ..training.commands import DataError, TrainingError, evaluate, print_evaluation
 
     try:
         evaluation, names = evaluate(args.run_dir, args.data, args.backend)

@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shlex
 import sys
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_format, add_overrides, fail, print_json, print_problems, validated
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_format,
+    add_overrides,
+    fail,
+    print_json,
+    print_problems,
+    validated,
+)
 
 NAME = "train"
 HELP = "train a spec with a backend from its `training` recipe (docs/training.md)"
@@ -53,6 +64,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile / XLA jit_compile (default: the recipe's)")  # fmt: skip
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (smoke runs)")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N",
+                        help="also checkpoint every N steps, mid-epoch too (the recipe's training.checkpoint_every)")  # fmt: skip
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="input-pipeline workers (DataLoader processes / tf.data threads; default: one per core, "
+                             "at most 8; results do not depend on it)")  # fmt: skip
+    parser.add_argument("--workers-local", type=int, metavar="N",
+                        help="data-parallel over N local processes: torchrun for torch, tf.distribute multi-worker "
+                             "for keras (TF_CONFIG written for you)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
     add_format(parser, "the run's result: test accuracy, loss, confusion matrix with class names, where its files are")
     add_overrides(parser)
@@ -70,15 +89,19 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
-    from ..training.commands import TrainingError, is_leader, print_evaluation, train
-    from ..training.data import DataError
+    from ..training.commands import DataError, TrainingError, TrainingInterrupted, is_leader, print_evaluation, train
 
     result = validated(args.file, overrides_of(args))
     if result.architecture is None or result.document is None:
         print_problems(result)
         return EXIT_INVALID
+    if args.workers_local:
+        from ..training.launch import local_workers, without_option
+
+        return local_workers(args.workers_local, args.backend, without_option(sys.argv[1:], "--workers-local"))
     execution = {"device": args.device, "mixed_precision": args.mixed_precision, "channels_last": args.channels_last,
-                 "compile": args.compile}  # fmt: skip
+                 "compile": args.compile, "workers": args.workers}  # fmt: skip
+    hint = shlex.join(["resnet-spec", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
     # With --format json, standard output holds the JSON alone: epoch lines go to standard error.
     report = contextlib.redirect_stdout(sys.stderr) if args.format == "json" else contextlib.nullcontext()
     try:
@@ -86,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
             evaluation = train(
                 result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
                 resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
+                checkpoint_every=args.checkpoint_every, resume_hint=hint,
             )  # fmt: skip
     except BackendError as exc:
         fail(str(exc))
+    except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume
+        if is_leader():
+            print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (TrainingError, DataError) as exc:
         fail(str(exc), EXIT_INVALID)
     if not is_leader():  # another torchrun rank: rank 0 reports

@@ -19,15 +19,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..backends import BackendError
-from .commands import TrainingError
-from .run_dir import RunDir
+from .errors import TrainingError
 
 STATE = "state.json"
 FORMAT = 1
@@ -114,24 +112,6 @@ def check_resumable(folder: Path, arch_hash: str, steps_per_epoch: int) -> dict[
             f"{steps_per_epoch} (the data or the batch size changed); resume needs the same ones"
         )
     return state
-
-
-class Resumable(Protocol):
-    step: int
-    steps_per_epoch: int
-
-    def restore(self, folder: Path) -> None: ...
-
-
-def resume(run: Resumable, found: Path | None, run_dir: RunDir, chief: bool) -> None:
-    """Restore ``run`` from the checkpoint ``found`` (None: there is none, an error); the chief
-    forgets the epochs logged after it, so the history continues from there."""
-    if found is None:
-        raise TrainingError(f"{run_dir.path}: nothing to resume (no complete checkpoint)")
-    run.restore(found)
-    if chief:
-        run_dir.truncate_history(run.step // run.steps_per_epoch)
-        print(f"resumed at step {run.step} (epoch {run.step // run.steps_per_epoch + 1})", file=sys.stderr)
 
 
 def _siblings(target: Path, kind: str = "tmp") -> list[Path]:

@@ -2,12 +2,15 @@
 
     RUN_DIR/
       spec.yaml              the validated spec as given (with overrides applied)
+      run.json               backend, architecture hash, data source, fitted preprocessor
       metrics.csv            one row per epoch
       metrics.jsonl          the same, one JSON object per line
-      events.out.tfevents.*  TensorBoard scalars (written without TensorFlow)
+      events.out.tfevents.*  TensorBoard scalars (tensorboardX; no TensorFlow needed)
       curves.png             loss and accuracy curves
-      checkpoint/            the latest checkpoint (backend format), replaced atomically
+      checkpoint/            the latest checkpoint (backend files + state.json), replaced atomically
       result.json            final test accuracy and where everything is
+
+Only the chief process (rank 0) creates and writes it (:meth:`RunDir.create`).
 """
 
 from __future__ import annotations
@@ -30,16 +33,21 @@ class RunDir:
     path: Path
     tensorboard: bool = True
     _writer: EventWriter | None = field(default=None, init=False, repr=False)
+    _purge_step: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
+
+    def create(self) -> RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
+        return self
 
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint"
 
     def write_spec(self, spec_data: dict[str, Any]) -> None:
+        self.create()
         with atomic_path(self.path / "spec.yaml") as tmp:
             # The loader's own dumper: yaml.safe_dump follows YAML 1.1 and writes strings like 1e5 bare,
             # which the loader (YAML 1.2 numbers, as JSON) would read back as floats.
@@ -51,13 +59,17 @@ class RunDir:
             return []
         return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    def truncate_history(self, epochs: int) -> None:
-        """On resume, forget epochs logged after the checkpoint that is resumed from."""
+    def truncate_history(self, epochs: int, step: int) -> None:
+        """On resume from ``step``: forget the epochs logged after the checkpoint's ``epochs``, and
+        have TensorBoard forget the scalars logged after ``step``."""
         kept = [row for row in self.history() if row["epoch"] <= epochs]
         (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._rewrite_csv(kept)
+        self._purge_step = step + 1
+        self.close()  # the next scalars go to a new event file, which starts with the purge
 
     def log_epoch(self, row: dict[str, Any]) -> None:
+        self.create()
         row = {key: row.get(key) for key in COLUMNS}
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -65,6 +77,11 @@ class RunDir:
         if self.tensorboard:
             self._scalars(row)
         self.plot()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _rewrite_csv(self, rows: list[dict[str, Any]]) -> None:
         with open(self.path / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
@@ -74,7 +91,7 @@ class RunDir:
 
     def _scalars(self, row: dict[str, Any]) -> None:
         if self._writer is None:
-            self._writer = EventWriter(self.path)
+            self._writer = EventWriter(self.path, self._purge_step)
         values = {key: float(row[key]) for key in COLUMNS[2:-1] if row.get(key) is not None}
         self._writer.scalars(int(row["step"]), values)
 

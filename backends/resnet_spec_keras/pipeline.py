@@ -1,0 +1,274 @@
+"""The Keras input pipeline: ``tf.data`` reading a split for the core's plan.
+
+One element is one request: a replica's shard of a global batch (training) or a block of
+consecutive examples (evaluation), generated in order from the plan
+(:class:`resnet_spec.training.plan.Shard`: indices, labels, pad-and-crop and flip numbers,
+random-resized-crop draws). The requests' examples form one stream read by ``workers`` parallel
+calls (``map(num_parallel_calls=workers, deterministic=True)``) and are grouped back into the
+requests (``group_by_window``, a window of each request's size), with TensorFlow's own
+operations, off the Python thread:
+
+* image files: ``tf.io.read_file``, then ``decode_jpeg`` with libjpeg's accurate integer DCT (what
+  Pillow uses: the same pixels, bit for bit) or ``decode_image`` for PNG; the file's channels are
+  converted with Pillow's rules (ITU-R 601 luma in Pillow's fixed point, alpha dropped or 255);
+  other formats (BMP, GIF, TIFF, WebP) are decoded by Pillow through ``tf.numpy_function``;
+* arrays (memory maps, HDF5): one ``tf.numpy_function`` batch read;
+
+then each example goes through its geometry (:mod:`resnet_spec.training.geometry`:
+``tf.image.resize`` bilinear with half-pixel centres, antialiased when asked; the crop box in
+float64 with TensorFlow's ops) and the batch through ``Preprocessor.apply``; ``prefetch`` keeps
+batches ready. Nothing random happens in the pipeline: the numbers come from the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from resnet_spec.training.errors import DataError
+from resnet_spec.training.geometry import TRIES, Geometry
+from resnet_spec.training.plan import Plan
+from resnet_spec.training.preprocess import Preprocessor
+from resnet_spec.training.sources import Split, decode_image
+
+NATIVE_SUFFIXES = {".jpg", ".jpeg", ".png"}  # decoded by TensorFlow; the rest by Pillow
+MAX_AUTO_WORKERS = 8
+
+Request = tuple[np.ndarray, ...]  # (keys, indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
+KEY_BITS = 20  # a request's key: its number << KEY_BITS | its size (per-replica batches below a million)
+
+
+def default_workers(split: Split, geometry: Geometry) -> int:
+    import os
+
+    if split.in_memory and geometry.mode == "none":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_AUTO_WORKERS, cores))
+
+
+class Reader:
+    """Builds the datasets of one split with one geometry and preprocessor."""
+
+    def __init__(self, split: Split, geometry: Geometry, preprocessor: Preprocessor, workers: int) -> None:
+        self.split, self.geometry, self.preprocessor = split, geometry, preprocessor
+        self.workers = max(1, workers)
+        self.native = split.is_files and split.suffixes() <= NATIVE_SUFFIXES
+
+    # -------------------------------------------------------------- requests
+
+    def training(self, plan: Plan, start: int, stop: int, parts: list[int], total: int) -> tf.data.Dataset:
+        """The shards ``parts`` (replica ids among ``total``) of steps start .. stop - 1, in order."""
+
+        def shards() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+            for step in range(start, stop):
+                for part in parts:
+                    shard = plan.shard(step, part, total)
+                    yield shard.indices, np.stack([shard.tops, shard.lefts, shard.flips], axis=1).astype(np.int32), shard.crops
+
+        return self._dataset(shards)
+
+    def evaluation(self, batch: int) -> tf.data.Dataset:
+        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+            for first in range(0, len(self.split), batch):
+                indices = np.arange(first, min(first + batch, len(self.split)))
+                yield indices, np.zeros((len(indices), 3), np.int32), None
+
+        return self._dataset(blocks)
+
+    def _signature(self) -> tuple[tf.TensorSpec, ...]:
+        spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, 3], tf.int32)]  # fmt: skip
+        if self.geometry.random:
+            spec.append(tf.TensorSpec([None, TRIES, 4], tf.float64))
+        if self.split.is_files:
+            spec.append(tf.TensorSpec([None], tf.string))
+        return tuple(spec)
+
+    def _dataset(self, shards: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]) -> tf.data.Dataset:
+        def requests() -> Iterator[Request]:
+            """(key, indices, labels, numbers[, crops][, paths]) per request; ``key`` (one per
+            example) is the request's number shifted left 20 bits plus its size."""
+            for number, (indices, numbers, crops) in enumerate(shards()):
+                key = np.full(len(indices), (number << KEY_BITS) + len(indices), np.int64)
+                parts: list[np.ndarray] = [key, indices, self.split.labels[indices], numbers]
+                if self.geometry.random:
+                    assert crops is not None, "random_resized_crop needs the core's draws"
+                    parts.append(crops)
+                if self.split.is_files:
+                    parts.append(np.array(self.split.files(indices), dtype=object).astype(bytes))
+                yield tuple(parts)
+
+        source = tf.data.Dataset.from_generator(requests, output_signature=self._signature())
+        parallel = {"num_parallel_calls": self.workers, "deterministic": True}
+        if not self.split.is_files and self.geometry.mode == "none":
+            loaded = source.map(self._block, **parallel)  # a batch read per request, nothing per example
+        else:
+            if not self.split.is_files:
+                source = source.map(self._with_block, **parallel)
+            # One stream of examples, read by `workers` parallel calls, grouped back into requests
+            # (a window of the request's size per key: requests of any size, in order).
+            examples = source.unbatch().map(self._example, **parallel)
+            size = tf.constant((1 << KEY_BITS) - 1, tf.int64)
+            loaded = examples.group_by_window(key_func=lambda key, *_: key,
+                                              reduce_func=lambda key, window: window.batch(key & size),
+                                              window_size_func=lambda key: key & size)  # fmt: skip
+            loaded = loaded.map(lambda keys, images, labels, numbers: (images, labels, numbers))
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        options.deterministic = True
+        return loaded.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    # -------------------------------------------------------------- reading
+
+    def _read(self, indices: tf.Tensor) -> tf.Tensor:
+        shape = self.split.example_shape
+        assert shape is not None  # arrays have one
+        block = tf.numpy_function(self.split.read, [indices], tf.as_dtype(self.split.dtype), stateful=False)
+        return tf.ensure_shape(block, [None, *shape])
+
+    def _block(self, key: tf.Tensor, indices: tf.Tensor, labels: tf.Tensor, numbers: tf.Tensor,
+               *_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+        return self.preprocessor.apply(tf.cast(self._read(indices), tf.float32)), labels, numbers
+
+    def _with_block(self, key: tf.Tensor, indices: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The request with its examples' pixels in place of their indices."""
+        return (key, self._read(indices), *rest)
+
+    def _example(self, key: tf.Tensor, source: tf.Tensor, label: tf.Tensor, numbers: tf.Tensor,
+                 *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:  # fmt: skip
+        crops = rest[0] if self.geometry.random else None
+        if self.split.is_files:
+            image = self._file(rest[-1], crops)
+        else:
+            image = self._shape(source, crops)
+        return key, self.preprocessor.apply(image), label, numbers
+
+    def _example_spec(self) -> tf.TensorSpec:
+        g = self.geometry
+        return tf.TensorSpec([g.height, g.width, g.channels], tf.float32)
+
+    def _file(self, path: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
+        if self.native:
+            contents = tf.io.read_file(path)
+            image = tf.cond(tf.io.is_jpeg(contents),
+                            lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
+                            lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
+            image = to_channels(image, self.geometry.channels)
+        else:
+            channels = self.geometry.channels
+            image = tf.numpy_function(lambda p: decode_image(p.decode(), channels), [path], tf.uint8, stateful=False)
+            image = tf.ensure_shape(image, [None, None, channels])
+        return self._shape(image, crops)
+
+    def _shape(self, image: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
+        return transform(image, self.geometry, crops)
+
+    # -------------------------------------------------------------- errors
+
+    def explain(self, indices: np.ndarray, error: Exception) -> DataError:
+        """A one-line error for a request that failed to read: the file Pillow cannot decode
+        either, or what TensorFlow said."""
+        if self.split.is_files:
+            for path in self.split.files(indices):
+                decode_image(path, self.geometry.channels)  # raises the DataError naming the file
+        first = str(getattr(error, "message", error)).strip().splitlines()[0] if str(error).strip() else ""
+        return DataError(f"{self.split.name}: TensorFlow could not read examples {indices[:4].tolist()}...: {first}")
+
+
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A decoded uint8 image with its own channel count (1, 2, 3 or 4) converted to ``channels``
+    by Pillow's rules: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray is copied into RGB;
+    alpha is dropped, or 255 where there was none."""
+
+    def opaque() -> tf.Tensor:
+        return tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
+
+    def branch(native: int) -> Callable[[], tf.Tensor]:
+        def convert() -> tf.Tensor:
+            if native in (1, 2):  # L, LA
+                gray = image[..., :1]
+                if channels == 1:
+                    return gray
+                if channels == 3:
+                    return tf.concat([gray, gray, gray], -1)
+                return tf.concat([gray, gray, gray, image[..., 1:2] if native == 2 else opaque()], -1)
+            rgb = image[..., :3]
+            if channels == 1:
+                x = tf.cast(rgb, tf.int32)
+                return tf.cast((x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 32768) // 65536, tf.uint8)[..., None]
+            if channels == 3:
+                return rgb
+            return image[..., :4] if native == 4 else tf.concat([rgb, opaque()], -1)
+
+        return convert
+
+    out = tf.switch_case(tf.shape(image)[-1] - 1, [branch(1), branch(2), branch(3), branch(4)])
+    return tf.ensure_shape(out, [None, None, channels])
+
+
+def resize(image: tf.Tensor, height: Any, width: Any, antialias: bool) -> tf.Tensor:
+    """Bilinear, half-pixel centres. An antialiased enlargement is plain bilinear interpolation
+    (the filter widens only to shrink), and TensorFlow's antialiased kernel costs about three
+    times the plain one, so it runs only when an axis shrinks."""
+    image = tf.cast(image, tf.float32)
+    size = tf.stack([height, width])
+    if not antialias:
+        return tf.image.resize(image, size, method="bilinear")
+    shrinks = tf.reduce_any(tf.shape(image)[:2] > size)
+    return tf.cond(shrinks, lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+                   lambda: tf.image.resize(image, size, method="bilinear"))  # fmt: skip
+
+
+def transform(image: tf.Tensor, geometry: Geometry, draws: tf.Tensor | None) -> tf.Tensor:
+    """One uint8 (h, w, c) example brought to the input's size as float32 (see the NumPy reference)."""
+    out_h, out_w = geometry.height, geometry.width
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    if geometry.mode == "none":
+        out = tf.cast(image, tf.float32)
+    elif geometry.mode == "stretch":
+        same = tf.logical_and(tf.equal(h, out_h), tf.equal(w, out_w))
+        out = tf.cond(same, lambda: tf.cast(image, tf.float32), lambda: resize(image, out_h, out_w, geometry.antialias))
+    elif geometry.mode == "shorter_side":
+        side = float(geometry.shorter_side or 0)
+        hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
+        portrait = tf.greater(h, w)
+        nh = tf.where(portrait, tf.cast(tf.floor(side * hf / wf), tf.int32), int(side))
+        nw = tf.where(portrait, int(side), tf.cast(tf.floor(side * wf / hf), tf.int32))
+        same = tf.logical_and(tf.equal(nh, h), tf.equal(nw, w))
+        scaled = tf.cond(same, lambda: tf.cast(image, tf.float32), lambda: resize(image, nh, nw, geometry.antialias))
+        top, left = _center(nh, out_h), _center(nw, out_w)
+        out = scaled[top : top + out_h, left : left + out_w]
+    else:
+        assert draws is not None
+        top, left, bh, bw = crop_box(h, w, draws, geometry.ratio)
+        out = resize(image[top : top + bh, left : left + bw], out_h, out_w, geometry.antialias)
+    return tf.ensure_shape(out, [out_h, out_w, geometry.channels])
+
+
+def _center(size: tf.Tensor, crop: int) -> tf.Tensor:
+    return tf.cast(tf.round(tf.cast(size - crop, tf.float64) / 2.0), tf.int32)
+
+
+def crop_box(height: tf.Tensor, width: tf.Tensor, draws: tf.Tensor, ratio: tuple[float, float]) -> tuple[tf.Tensor, ...]:
+    """:func:`resnet_spec.training.geometry.crop_box` with TensorFlow's float64 operations."""
+    hf, wf = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+    target = hf * wf * draws[:, 0]
+    aspect = draws[:, 1]
+    w = tf.cast(tf.round(tf.sqrt(target * aspect)), tf.int32)
+    h = tf.cast(tf.round(tf.sqrt(target / aspect)), tf.int32)
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    tried_h, tried_w = h[first], w[first]
+    tried_top = tf.cast(tf.floor(draws[first, 2] * tf.cast(height - tried_h + 1, tf.float64)), tf.int32)
+    tried_left = tf.cast(tf.floor(draws[first, 3] * tf.cast(width - tried_w + 1, tf.float64)), tf.int32)
+    in_ratio = wf / hf
+    narrow, wide = in_ratio < ratio[0], in_ratio > ratio[1]
+    fallback_w = tf.where(wide, tf.cast(tf.round(hf * ratio[1]), tf.int32), width)
+    fallback_h = tf.where(narrow, tf.cast(tf.round(wf / ratio[0]), tf.int32), height)
+    fallback_top, fallback_left = (height - fallback_h) // 2, (width - fallback_w) // 2
+    ok = tf.reduce_any(fits)
+    return (tf.where(ok, tried_top, fallback_top), tf.where(ok, tried_left, fallback_left),
+            tf.where(ok, tried_h, fallback_h), tf.where(ok, tried_w, fallback_w))  # fmt: skip
