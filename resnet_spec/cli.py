@@ -76,15 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="default: from the file suffix")
     p.set_defaults(run=cmd_load)
 
+    from .parity.command import add_arguments as add_parity_arguments  # framework-free
+
     p = sub.add_parser("parity", help="build the spec in two backends, share weights, compare layer by layer")
-    p.add_argument("file", metavar="SPEC")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=2, help="SGD steps before comparing weights (default 2)")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--backends", default="keras,torch", help="two backends, comma-separated (default keras,torch)")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float64",
-                   help="float64 (default) separates mapping errors from float32 rounding (docs/parity.md)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_parity_arguments(p)
     _add_overrides(p)
     p.set_defaults(run=cmd_parity)
 
@@ -252,28 +247,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
-    from . import parity
-    from .backends import BackendError
+    """Exit status: 0 same function, 1 different (or the spec does not validate), 2 usage
+    (resnet_spec.parity.command)."""
+    from .parity.command import run_command
 
-    result = _validated(args.file, args.overrides)
-    if result.architecture is None:
-        _print_problems(result)
-        return EXIT_INVALID
-    names = tuple(args.backends.split(","))
-    if len(names) != 2:
-        print("error: --backends takes two names, e.g. keras,torch", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        report = parity.run(result.architecture, backends=names, seed=args.seed, steps=args.steps,  # type: ignore[arg-type]
-                            batch_size=args.batch_size, precision=args.precision)  # fmt: skip
-    except BackendError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.format == "json":
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(parity.render_text(report))
-    return EXIT_OK if report.ok else EXIT_INVALID
+    return run_command(args, _validated(args.file, args.overrides), _print_problems)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

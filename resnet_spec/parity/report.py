@@ -89,6 +89,7 @@ class ParityReport:
     spec: str | None = None  # where the spec came from, for reports (a path or a name)
     checks_run: list[str] = field(default_factory=list)  # every check that ran, with rows or not
     input_node: str | None = None  # the graph's input: the same images went to both, so it proves nothing
+    timings: list[dict[str, Any]] = field(default_factory=list)  # each side's tasks: wall and CPU seconds
 
     @property
     def ok(self) -> bool:
@@ -147,6 +148,7 @@ class ParityReport:
             "calibrated": self.calibrated,
             "notes": self.notes,
             "losses": self.losses,
+            "timings": self.timings,
             "differences": [_row(d) for d in self.differences],
         })  # fmt: skip
 

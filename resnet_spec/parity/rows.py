@@ -26,7 +26,8 @@ def compare(a: np.ndarray, b: np.ndarray, scale: float | None = None) -> tuple[f
     if a.shape != b.shape:
         return MISSING
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: not finite, so the row fails
+        diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
     if scale is None:
         scale = float(np.max(np.abs(b64))) if b64.size else 0.0
     return diff, diff / max(scale, 1e-12)

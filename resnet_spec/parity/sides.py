@@ -9,7 +9,9 @@ the system when its side ends, and one side's framework never sits beside the ot
 from __future__ import annotations
 
 import gc
+import importlib
 import inspect
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,7 @@ class SideResult:
     later_kink_flips: dict[int, dict[str, int]] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)  # task prefix -> losses
     stats: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    timings: list[dict[str, Any]] = field(default_factory=list)  # per task: backend, task, precision, wall_s, cpu_s
 
 
 def weight_backend(name: str) -> Any:
@@ -85,15 +88,24 @@ def weight_backend(name: str) -> Any:
 
 
 def run_side(job: Job) -> SideResult:
+    started, cpu = time.perf_counter(), time.process_time()
     backend = weight_backend(job.backend)
     result = SideResult()
+    framework = getattr(backend, "framework_module", None)
+    if framework:  # timed on its own: TensorFlow's import alone takes seconds
+        importlib.import_module(framework)
+        now, now_cpu = time.perf_counter(), time.process_time()
+        result.timings.append({"backend": job.backend, "task": "import", "precision": "",
+                               "wall_s": round(now - started, 3), "cpu_s": round(now_cpu - cpu, 3)})  # fmt: skip
+        started, cpu = now, now_cpu
+    models = _Models(backend, job)
     for task in job.tasks:
         if task.kind == "eval":
-            _eval(backend, job, task, result)
+            _eval(models.get(task.precision), backend, job, task, result)
             if job.compare and result.overflow and job.reference_overflow:
                 break  # both overflow: the run starts again from calibrated statistics
         elif task.kind == "probe":
-            _probe(backend, job, task, result)
+            _probe(models.take(task.precision), backend, job, task, result)
         elif task.kind == "later":
             _later(backend, job, task, result)
         elif task.kind == "stats":
@@ -101,6 +113,10 @@ def run_side(job: Job) -> SideResult:
         else:  # pragma: no cover - the engine makes only these
             raise ValueError(f"unknown task {task.kind!r}")
         gc.collect()  # the task's model goes before the next one is built
+        now, now_cpu = time.perf_counter(), time.process_time()
+        result.timings.append({"backend": job.backend, "task": task.kind, "precision": task.precision,
+                               "wall_s": round(now - started, 3), "cpu_s": round(now_cpu - cpu, 3)})  # fmt: skip
+        started, cpu = now, now_cpu
     return result
 
 
@@ -110,17 +126,37 @@ def build_options(precision: str) -> dict[str, Any]:
     return {} if precision == "float32" else {"dtype": precision}
 
 
-def _model(backend: Any, job: Job, precision: str, weights: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Any:
+def _model(backend: Any, job: Job, precision: str) -> Any:
     model = backend.build(job.arch, **build_options(precision))
-    backend.set_weights(model, job.arch, job.weights if weights is None else weights)
+    backend.set_weights(model, job.arch, job.weights)
     return model
+
+
+class _Models:
+    """One model at the starting weights, built once for the eval task and the probe after it
+    (eval leaves a model as it was; the probe changes it, so it is not kept after that)."""
+
+    def __init__(self, backend: Any, job: Job) -> None:
+        self.backend, self.job = backend, job
+        self.kept: tuple[str, Any] | None = None
+
+    def get(self, precision: str) -> Any:
+        if self.kept is None or self.kept[0] != precision:
+            self.kept = None
+            gc.collect()
+            self.kept = (precision, _model(self.backend, self.job, precision))
+        return self.kept[1]
+
+    def take(self, precision: str) -> Any:
+        model = self.get(precision)
+        self.kept = None
+        return model
 
 
 # ---------------------------------------------------------------------------- eval
 
 
-def _eval(backend: Any, job: Job, task: Task, result: SideResult) -> None:
-    model = _model(backend, job, task.precision)
+def _eval(model: Any, backend: Any, job: Job, task: Task, result: SideResult) -> None:
     stream = getattr(backend, "iter_node_outputs", None)
     images = job.batches[0][0]
     outputs = stream(model, job.arch, images) if stream else backend.node_outputs(model, job.arch, images).items()
@@ -149,8 +185,7 @@ def _missing(job: Job, prefix: str, rows: dict[str, list[Difference]], make: Any
 # ---------------------------------------------------------------------------- probes
 
 
-def _probe(backend: Any, job: Job, task: Task, result: SideResult) -> None:
-    model = _model(backend, job, task.precision)
+def _probe(model: Any, backend: Any, job: Job, task: Task, result: SideResult) -> None:
     outputs = None if "train_forward" in task.checks else (set().union(*c.kink_nodes(job.arch))
                                                            if "kinks" in task.checks else set())  # fmt: skip
     sink: _Recorder | _Comparer = (_Comparer(job, task.prefix, task.checks) if job.compare
@@ -273,10 +308,15 @@ class _Comparer:
             return
         if node in self.pooled:
             self.held[node] = (ref, value)
-        pooled = self.held.get(self.pool_readers.get(node, ""), (None, None))
-        count = c.node_kink_flips(self.graph[node], ref, value, *pooled) if node in self.relus or node in self.pool_readers else 0
-        if count:
-            self.flips[node] = count
+        if node in self.relus or node in self.pool_readers:
+            pooled = self.held.get(self.pool_readers.get(node, ""), (None, None))
+            count = self.count_flips(node, ref, value, *pooled)
+            if count:
+                self.flips[node] = count
+
+    def count_flips(self, node: str, a: np.ndarray, b: np.ndarray, pooled_a: np.ndarray | None,
+                    pooled_b: np.ndarray | None) -> int:  # fmt: skip
+        return c.node_kink_flips(self.graph[node], a, b, pooled_a, pooled_b)
 
     def _tensors(self, check: str, node: str, tensors: Mapping[str, np.ndarray]) -> None:
         if check in self.checks:
