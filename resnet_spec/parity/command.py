@@ -38,13 +38,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace, result: Result, print_problems: Callable[[Result], None]) -> int:
+    from pathlib import Path
+
     from ..backends import BackendError
-    from . import SettingsError, render_text, run, write_junit
+    from . import SettingsError, render_text, run
+    from .junit import written_by_us
 
     started = time.perf_counter()
     names = tuple(name.strip() for name in args.backends.split(","))
     if len(names) != 2 or not all(names):
         print("error: --backends takes two names, e.g. keras,torch", file=sys.stderr)
+        return EXIT_USAGE
+    if args.junit_xml and Path(args.junit_xml).exists() and not written_by_us(Path(args.junit_xml)):
+        print(f"error: {args.junit_xml} exists and is not a resnet-spec JUnit report; remove it or choose another path",
+              file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
     if result.architecture is None:
         print_problems(result)

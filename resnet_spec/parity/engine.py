@@ -25,6 +25,7 @@ from .. import shapes
 from ..backends import BackendError
 from ..pipeline import Architecture
 from ..weights import Weights, initial_weights
+from ..weights import shapes as shapes_of
 from . import rows as c
 from .report import CHECKS, PROBE_CHECKS, ParityReport, Tolerances
 from .sides import Job, SideResult, Task, run_side, weight_backend
@@ -36,8 +37,9 @@ CALIBRATED = (
     "eval-mode batch norm then normalizes nothing and the residual sum grows through every block); "
     "every check used moving statistics set to the first batch's statistics instead"
 )
-# Sides run in child processes where the models would take more than this in one process.
-ISOLATE_BYTES = 256 << 20
+# A run is lean (docs/parity.md, "Memory and time") where the fast way would pass this.
+MEMORY_BUDGET = 4 << 30
+FRAMEWORKS_BYTES = 1 << 30  # TensorFlow and PyTorch imported, nothing built (measured: 0.96 GB)
 
 
 # A fixed mmap threshold: glibc otherwise raises it after the first large free, and the
@@ -86,13 +88,15 @@ def run(
     _check_settings(arch, backends, steps, batch_size, precision)
     for name in backends:
         weight_backend(name)  # a usage error (unknown backend, framework missing) before any work
-    isolate = _large(arch, batch_size) if isolate is None else isolate
+    lean = _lean(arch, batch_size) if low_memory is None else low_memory
+    isolate = lean if isolate is None else isolate
     report = ParityReport(backends, seed, steps, precision, allow_vacuous=allow_vacuous, batch_size=batch_size,
                           checks_run=list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
     report.settings = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
                        "tolerances": asdict(tolerances)}  # fmt: skip
-    with Spill(on_disk=isolate or _large(arch, batch_size)) as spill:
-        run = _Run(arch, backends, spill, tolerances, isolate, low_memory, _batches(arch, seed, batch_size, max(1, steps)))
+    with Spill(on_disk=lean or isolate) as spill:
+        run = _Run(arch, backends, spill, tolerances, isolate, low_memory if lean else False,
+                   _batches(arch, seed, batch_size, max(1, steps)))  # fmt: skip
         run.weights = run.starting_weights(seed, start)
         probe = Task("probe", precision, "p", (*PROBE_CHECKS, "kinks"), steps, learning_rate, momentum, weight_decay)
         a, b = run.both([Task("eval", precision, "e"), probe])
@@ -130,10 +134,16 @@ def _check_settings(arch: Architecture, backends: tuple[str, str], steps: int, b
         )
 
 
-def _large(arch: Architecture, batch_size: int) -> bool:
-    """Whether a float64 model, its gradients and momentum and one forward's outputs pass ISOLATE_BYTES."""
+def _lean(arch: Architecture, batch_size: int) -> bool:
+    """Whether to run lean (each side in a child process, the spill on disk, gradient
+    checkpointing and momentum buffers on disk where a network is large) rather than fast (one
+    process, the spill in memory): lean when the fast run's estimated peak passes MEMORY_BUDGET.
+    Fast holds both frameworks (about 1 GiB), the first side's records (eval and train-mode
+    outputs, gradients, weights) and the second side's model, gradients, momentum and one
+    forward's outputs, all in float64 (a float32 run may decide checks in float64)."""
     params = (arch.params_trainable + arch.params_non_trainable) * 8
-    return 3 * params + activation_bytes(arch, batch_size, 8) > ISOLATE_BYTES
+    outputs = activation_bytes(arch, batch_size, 8)
+    return FRAMEWORKS_BYTES + (2 * outputs + 2 * params) + (3 * params + outputs) > MEMORY_BUDGET
 
 
 def _batches(arch: Architecture, seed: int, batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -154,12 +164,17 @@ class _Run:
         self.isolate, self.low_memory, self.batches = isolate, low_memory, batches
         self.weights: dict[str, Mapping[str, Mapping[str, np.ndarray]]] = {}
         self.timings: list[dict[str, Any]] = []
+        self.seed: int | None = None  # set while the first side has still to draw the starting weights
 
     def starting_weights(self, seed: int, start: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]] | None
                          ) -> dict[str, Mapping[str, Mapping[str, np.ndarray]]]:  # fmt: skip
         if start is not None:
             return {name: self._kept(f"start.{i}", start[name]) for i, name in enumerate(self.backends)}
-        shared = self._kept("start", initial_weights(self.arch, seed))
+        if self.isolate and self.spill.on_disk:  # drawn by the first side's process: never held here
+            self.seed = seed
+            shared: Mapping[str, Mapping[str, np.ndarray]] = SpilledWeights(self.spill, "start", list(shapes_of(self.arch)))
+        else:
+            shared = self._kept("start", initial_weights(self.arch, seed))
         return {name: shared for name in self.backends}
 
     def _kept(self, prefix: str, weights: Mapping[str, Mapping[str, np.ndarray]]) -> Mapping[str, Mapping[str, np.ndarray]]:
@@ -169,7 +184,9 @@ class _Run:
              reference_overflow: bool | None = None) -> SideResult:  # fmt: skip
         name = self.backends[index]
         job = Job(arch or self.arch, name, self.weights[name], self.batches, tasks, self.spill, compare=index == 1,
-                  tolerances=self.tolerances, low_memory=self.low_memory, reference_overflow=reference_overflow)  # fmt: skip
+                  tolerances=self.tolerances, low_memory=self.low_memory, reference_overflow=reference_overflow,
+                  draw_seed=self.seed if index == 0 else None)  # fmt: skip
+        self.seed = None if index == 0 else self.seed
         started = time.perf_counter()
         result = _in_child(job) if self.isolate else run_side(job)
         self.timings += result.timings

@@ -22,7 +22,8 @@ from .. import graph as g
 from ..backends import BackendError, WeightAccess, get_backend
 from . import rows as c
 from .report import Difference, Tolerances
-from .spill import Spill
+from ..weights import initial_weights
+from .spill import Spill, SpilledWeights
 from .stream import CollectingSink, ProbeSink, activation_bytes, replay, segments
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class Job:
     tolerances: Tolerances = Tolerances()
     low_memory: bool | None = None  # None: segment and spill buffers where the network is large
     reference_overflow: bool | None = None  # the recording side's eval overflowed (compare side only)
+    draw_seed: int | None = None  # draw the seeded starting weights here and store them for the other side
 
 
 @dataclass
@@ -98,6 +100,9 @@ def run_side(job: Job) -> SideResult:
         result.timings.append({"backend": job.backend, "task": "import", "precision": "",
                                "wall_s": round(now - started, 3), "cpu_s": round(now_cpu - cpu, 3)})  # fmt: skip
         started, cpu = now, now_cpu
+    if job.draw_seed is not None:
+        SpilledWeights.store(job.spill, job.weights.prefix, initial_weights(job.arch, job.draw_seed))  # type: ignore[attr-defined]
+        gc.collect()
     models = _Models(backend, job)
     for task in job.tasks:
         if task.kind == "eval":
@@ -112,7 +117,8 @@ def run_side(job: Job) -> SideResult:
             result.stats = _stats(backend, job, task)
         else:  # pragma: no cover - the engine makes only these
             raise ValueError(f"unknown task {task.kind!r}")
-        gc.collect()  # the task's model goes before the next one is built
+        if task.kind != "eval":
+            gc.collect()  # the task's model (Keras' hold reference cycles) goes before the next is built
         now, now_cpu = time.perf_counter(), time.process_time()
         result.timings.append({"backend": job.backend, "task": task.kind, "precision": task.precision,
                                "wall_s": round(now - started, 3), "cpu_s": round(now_cpu - cpu, 3)})  # fmt: skip
@@ -142,8 +148,9 @@ class _Models:
 
     def get(self, precision: str) -> Any:
         if self.kept is None or self.kept[0] != precision:
-            self.kept = None
-            gc.collect()
+            if self.kept is not None:
+                self.kept = None
+                gc.collect()
             self.kept = (precision, _model(self.backend, self.job, precision))
         return self.kept[1]
 

@@ -40,14 +40,19 @@ class Spill:
     def on_disk(self) -> bool:
         return self._memory is None
 
-    def _path(self, key: str, suffix: str) -> Path:
+    @staticmethod
+    def _check(key: str) -> str:
         if not _SAFE.match(key) or ".." in key:
             raise ValueError(f"spill key {key!r} is not a plain name")
-        return self.root / (key.replace("/", "__") + suffix)
+        return key
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.root / (self._check(key).replace("/", "__") + suffix)
 
     def put(self, key: str, value: np.ndarray) -> None:
+        """Store ``value``; in memory the array itself is kept (the caller hands it over)."""
         if self._memory is not None:
-            self._memory[key] = np.array(value, copy=True)
+            self._memory[self._check(key)] = np.asarray(value)
         else:
             np.save(self._path(key, ".npy"), np.asarray(value), allow_pickle=False)
 
@@ -69,7 +74,7 @@ class Spill:
 
     def put_tensors(self, key: str, tensors: Mapping[str, np.ndarray]) -> None:
         if self._memory is not None:
-            self._memory[key] = {name: np.array(value, copy=True) for name, value in tensors.items()}
+            self._memory[self._check(key)] = {name: np.asarray(value) for name, value in tensors.items()}
         else:
             with open(self._path(key, ".npz"), "wb") as handle:
                 np.savez(handle, **{name: np.asarray(value) for name, value in tensors.items()})
