@@ -106,11 +106,16 @@ class ParityItem(pytest.Item):
         from .testing import assert_parity
 
         try:
-            assert_parity(self.path, **settings(self.config))
+            assert_parity(self.path, label=self.label, **settings(self.config))
         except AssertionError as exc:
             raise ParityFailure(str(exc)) from None
         except SpecError as exc:
-            raise ParityFailure(f"{self.path}: the spec does not validate\n{exc}") from None
+            raise ParityFailure(f"{self.label}: the spec does not validate\n{exc}") from None
+
+    @property
+    def label(self) -> str:
+        """The spec's path as pytest shows it (relative to the root directory)."""
+        return self.nodeid.split("::")[0]
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ParityFailure):

@@ -39,6 +39,7 @@ def assert_parity(
     precision: str = "float64",
     tolerances: Tolerances | None = None,
     allow_vacuous: bool = False,
+    label: str | None = None,
     **options: Any,
 ) -> ParityReport:
     """Assert that two backends compute the same function; return the report when they do.
@@ -50,7 +51,8 @@ def assert_parity(
     model}``, models compiled from ``subject``) or saved files, each backend starts from its own
     model's weights, so a weight conversion is checked too; the models themselves are not
     changed (each side runs on a fresh build given a copy of its model's weights).
-    ``overrides`` are ``--set`` style ``key=value`` strings for a spec. The other keywords are
+    ``overrides`` are ``--set`` style ``key=value`` strings for a spec; ``label`` names the
+    subject in the message (default: its path or name). The other keywords are
     :func:`resnet_spec.parity.run`'s (``isolate``, ``low_memory`` among ``options``).
 
     Raises ``AssertionError`` (message: the report) when the models differ or a check is
@@ -61,7 +63,7 @@ def assert_parity(
     report = run(arch, backends=names, seed=seed, steps=steps, batch_size=batch_size,  # type: ignore[arg-type]
                  precision=precision, tolerances=tolerances or Tolerances(), allow_vacuous=allow_vacuous,
                  start=start, **options)  # fmt: skip
-    report.spec = _label(subject)
+    report.spec = label or _label(subject)
     if not report.ok:
         raise AssertionError(f"{report.spec}: the backends do not compute the same function\n{render_text(report)}")
     return report

@@ -141,7 +141,9 @@ def _cross_entropy(logits: Any, labels: Any) -> Any:
 
 
 def numpy_copy(value: Any) -> np.ndarray:
-    return np.array(keras.ops.convert_to_numpy(value))
+    """A NumPy copy of a tensor or variable (``.numpy()``: NumPy 2's ``np.array`` on a Keras
+    variable warns that its ``__array__`` takes no ``copy``)."""
+    return np.array(value.numpy() if hasattr(value, "numpy") else keras.ops.convert_to_numpy(value))
 
 
 def train_probe(model: keras.Model, arch: Any, batches: list[tuple[np.ndarray, np.ndarray]], *, steps: int,
