@@ -30,14 +30,28 @@ _MAX_SNIFF = 1 << 20  # bytes read to decide whether a file is a spec
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet-spec", "resnet-spec parity")
-    group.addoption("--resnet-spec-parity", action="store_true", default=False,
-                    help="collect every spec file (*.yaml, *.yml, *.json with 'stages') under the paths as parity tests")
-    group.addoption("--resnet-spec-parity-precision", choices=("float32", "float64"), default=None,
-                    help="parity precision (default float64)")
-    group.addoption("--resnet-spec-parity-backends", default=None, metavar="A,B",
-                    help="the two backends (default keras,torch)")
-    group.addoption("--resnet-spec-parity-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a spec value for collected specs (repeatable), e.g. input.height=64")
+    group.addoption(
+        "--resnet-spec-parity",
+        action="store_true",
+        default=False,
+        help="collect every spec file (*.yaml, *.yml, *.json with 'stages') under the paths as parity tests",
+    )
+    group.addoption(
+        "--resnet-spec-parity-precision",
+        choices=("float32", "float64"),
+        default=None,
+        help="parity precision (default float64)",
+    )
+    group.addoption(
+        "--resnet-spec-parity-backends", default=None, metavar="A,B", help="the two backends (default keras,torch)"
+    )
+    group.addoption(
+        "--resnet-spec-parity-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value for collected specs (repeatable), e.g. input.height=64",
+    )
     group.addoption("--resnet-spec-parity-allow-vacuous", action="store_true", default=None,
                     help="checks that compare nothing do not fail")  # fmt: skip
     parser.addini("resnet_spec_parity_precision", "parity precision (float32 or float64)", default="float64")
@@ -58,7 +72,9 @@ def settings(config: pytest.Config) -> dict[str, Any]:
         value = config.getoption(option)
         return config.getini(ini) if value is None or value == [] else value
 
-    backends = tuple(name.strip() for name in str(pick("resnet_spec_parity_backends", "resnet_spec_parity_backends")).split(","))
+    backends = tuple(
+        name.strip() for name in str(pick("resnet_spec_parity_backends", "resnet_spec_parity_backends")).split(",")
+    )
     if len(backends) != 2 or not all(backends):
         raise pytest.UsageError(f"--resnet-spec-parity-backends takes two names, e.g. keras,torch; got {backends}")
     return {

@@ -68,7 +68,9 @@ def test_collects_every_spec_of_a_folder_and_runs_it(project: pytest.Pytester) -
     result = project.runpytest_subprocess(*PLUGIN, "--resnet-spec-parity", "specs", "-v", "-m", "resnet_spec_parity")
     result.assert_outcomes(passed=2)
     assert sorted(line.split()[0] for line in result.outlines if "::parity" in line and "PASSED" in line) == [
-        "specs/resnet_digits.yaml::parity", "specs/tiny.yaml::parity"]  # notes.yaml and the .yml are not specs
+        "specs/resnet_digits.yaml::parity",
+        "specs/tiny.yaml::parity",
+    ]  # notes.yaml and the .yml are not specs
 
 
 def test_without_the_option_nothing_is_collected(project: pytest.Pytester) -> None:

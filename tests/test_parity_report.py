@@ -52,7 +52,9 @@ def test_a_check_with_nothing_to_compare_is_vacuous() -> None:
     """norm_stats of a network without batch norms; the input row alone proves nothing either."""
     r = report([row("eval", "input", 0.0, magnitude=3.0)], checks_run=list(parity.CHECKS))
     assert r.vacuous("norm_stats") and r.vacuous("eval") and r.worst("norm_stats") is None
-    assert any(line.startswith("norm_stats") and "(nothing to compare)" in line for line in parity.render_text(r).splitlines())
+    assert any(
+        line.startswith("norm_stats") and "(nothing to compare)" in line for line in parity.render_text(r).splitlines()
+    )
     assert r.to_json()["checks"]["norm_stats"] == {"ok": False, "vacuous": True, "precision": "float64", "rows": 0,
                                                   "failing": 0, "limits": [], "worst": None}  # fmt: skip
 

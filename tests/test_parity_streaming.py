@@ -79,8 +79,12 @@ def test_calibration_builds_an_architecture_with_its_own_hash(monkeypatch: pytes
     arch = resnet_spec.build_architecture(TINY)
     original = arch.hash  # computed, so cached
     seen: list[Any] = []
-    monkeypatch.setattr(engine._Run, "side", lambda self, index, tasks, arch=None, **kw: seen.append(arch) or
-                        sides.SideResult(stats={}))  # fmt: skip
+
+    def side(self: Any, index: int, tasks: Any, arch: Any = None, **kw: Any) -> sides.SideResult:
+        seen.append(arch)
+        return sides.SideResult(stats={})
+
+    monkeypatch.setattr(engine._Run, "side", side)
     run = engine._Run(arch, ("keras", "torch"), Spill(on_disk=False), parity.Tolerances(), False, None, [])
     run.weights = {"keras": {}, "torch": {}}
     run.calibrated()
@@ -105,7 +109,7 @@ def _batches(arch: Any) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _probe(name: str, arch: Any, **streaming: Any) -> Any:
-    backend = get_backend(name)
+    backend: Any = get_backend(name)
     model = backend.build(arch, dtype="float64")
     backend.set_weights(model, arch, initial_weights(arch, 1))
     sink = CollectingSink() if streaming else None
@@ -145,7 +149,7 @@ def test_segmented_streaming_probe_is_bitwise_the_plain_probe(name: str) -> None
 @pytest.mark.torch
 def test_streaming_eval_is_the_whole_eval_in_graph_order(name: str) -> None:
     arch = resnet_spec.build_architecture(TINY)
-    backend = get_backend(name)
+    backend: Any = get_backend(name)
     model = backend.build(arch)
     backend.set_weights(model, arch, initial_weights(arch, 0))
     images = _batches(arch)[0][0]

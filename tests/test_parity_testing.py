@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,9 @@ def test_a_mapping_mistake_raises_with_the_report(monkeypatch: pytest.MonkeyPatc
                      else n for n in arch.graph]  # fmt: skip
             return self.inner.build(dataclasses.replace(arch, graph=g.Graph(nodes, arch.graph.output)), **options)  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(sides, "get_backend", lambda name: SymmetricPadding(real(name)) if name == "torch" else real(name))
+    monkeypatch.setattr(
+        sides, "get_backend", lambda name: SymmetricPadding(real(name)) if name == "torch" else real(name)
+    )
     spec = {**(resnet_spec.load(TINY).data or {}), "defaults": {"padding": "same"}}
     with pytest.raises(AssertionError) as failure:
         assert_parity(spec, steps=1)
@@ -79,9 +82,10 @@ def test_models_are_not_changed_by_the_check() -> None:
     keras_backend, torch_backend = get_backend("keras"), get_backend("torch")
     keras_model, torch_model = keras_backend.build(arch), torch_backend.build(arch)
     transfer(keras_model, "keras", torch_model, "torch", arch)
-    before = torch_backend.get_weights(torch_model, arch)
+    weights: Any = torch_backend
+    before = weights.get_weights(torch_model, arch)
     assert assert_parity(arch, models={"keras": keras_model, "torch": torch_model}, steps=2).ok
-    after = torch_backend.get_weights(torch_model, arch)
+    after = weights.get_weights(torch_model, arch)
     assert all((before[n][k] == after[n][k]).all() for n in before for k in before[n])
 
 

@@ -14,7 +14,6 @@ import tensorflow as tf
 from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
 
-
 SUMMARY_WIDTH = 150
 
 

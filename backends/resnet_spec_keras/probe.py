@@ -3,11 +3,11 @@ statistics, gradients and a few SGD steps, with the exact semantics every backen
 
 Dropout and drop-path must be the identity while batch norms run in training mode, which no
 single ``training=`` flag of a Keras model gives. So the probe re-walks the graph over the
-model's own layers (:func:`forward`): each node's layer is called on its inputs, batch norms with
+model's own layers (:func:`walk`): each node's layer is called on its inputs, batch norms with
 ``training=True``, dropout and drop-path with ``training=False``. The layers, and so the
 variables, are the model's: the gradient tape sees them and the moving statistics are updated in
-place. The walk reproduces the wiring of :mod:`.model` (``Add`` receives (shortcut, branch), a
-``.pad`` layer runs before its node's layer).
+place. The walk reproduces the wiring of :mod:`.model` (a ``.pad`` layer runs before its node's
+layer; an add's two operands may come in another order, which changes no sum).
 
 The update is written out with TensorFlow ops in PyTorch's form (``b = m * b + g + wd * w`` on
 kernels, ``w -= lr * b``), not with ``keras.optimizers.SGD``, whose momentum form
@@ -94,9 +94,9 @@ def walk(layers: Mapping[str, Any], nodes: Sequence[g.Node], values: dict[str, A
         if layer is None:
             raise BackendError(f"the model has no layer '{node.name}': it was not built from this architecture")
         inputs = [values[name] for name in node.inputs]
-        if isinstance(node, g.Add):
-            out = layer([inputs[1], inputs[0]])  # (shortcut, branch), as model.py wires it
-        elif isinstance(node, g.Scale):
+        if isinstance(node, (g.Add, g.Scale)):
+            # The add's two operands in graph order: model.py may hand them to the layer in
+            # another order, but a sum of two floats is the same either way (IEEE addition commutes).
             out = layer(inputs)
         else:
             x = inputs[0]

@@ -36,7 +36,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_spec import graph as g
 from resnet_spec.backends import BackendError, ProbeResult
 from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
@@ -188,8 +187,9 @@ class _Probe:
         if [n for s in groups for n in s] != names:
             raise BackendError("probe segments must list every node after the input, in graph order, once")
         index = {name: i for i, name in enumerate(names)}
-        self.steps = [steps[index[s[0]]: index[s[-1]] + 1] for s in groups]
-        self.inputs = [net.input_name] + [s[-1] for s in groups[:-1]]  # type: ignore[attr-defined]
+        self.steps = [steps[index[s[0]] : index[s[-1]] + 1] for s in groups]
+        self.input_name = str(net.input_name)
+        self.inputs: list[str] = [self.input_name] + [s[-1] for s in groups[:-1]]
         members = [set(s) for s in groups]
         every_kernel = kernel_parameters(net, arch)
         self.kernel_ids = {id(weight) for _, weight in every_kernel}
@@ -202,7 +202,10 @@ class _Probe:
         out: list[torch.optim.SGD | None] = []
         for params in self.trainable:
             groups: list[dict[str, Any]] = [
-                {"params": [t for _, _, t in params if id(t) in self.kernel_ids], "weight_decay": settings["weight_decay"]},
+                {
+                    "params": [t for _, _, t in params if id(t) in self.kernel_ids],
+                    "weight_decay": settings["weight_decay"],
+                },
                 {"params": [t for _, _, t in params if id(t) not in self.kernel_ids], "weight_decay": 0.0},
             ]
             groups = [grp for grp in groups if grp["params"]]
@@ -230,7 +233,7 @@ class _Probe:
              optimizers: list[torch.optim.SGD | None], keep_buffers: bool) -> float:  # fmt: skip
         emit = (lambda name, value: self.sink.output(name, self.neutral.output(name, value))) if first else None
         if emit is not None:
-            emit(self.net.input_name, x)  # type: ignore[attr-defined]
+            emit(self.input_name, x)
         single = len(self.steps) == 1
         boundaries: dict[str, torch.Tensor] = {self.inputs[0]: x}
         with torch.set_grad_enabled(single):
@@ -256,7 +259,9 @@ class _Probe:
             self.finish(k, first, update, optimizers, keep_buffers)
         return loss
 
-    def backward(self, k: int, start: torch.Tensor, target: torch.Tensor, upstream: torch.Tensor | None) -> torch.Tensor | None:
+    def backward(
+        self, k: int, start: torch.Tensor, target: torch.Tensor, upstream: torch.Tensor | None
+    ) -> torch.Tensor | None:
         """Segment k's forward again under autograd (spare running statistics), then its backward
         from ``upstream`` (d loss / d its output; the loss itself for the last segment). Returns
         d loss / d its input."""
@@ -269,9 +274,15 @@ class _Probe:
             with torch.enable_grad():
                 last = k == len(self.steps) - 1
                 values = walk(self.net, self.steps[k], {self.inputs[k]: leaf}, leaf=leaf, keep=frozenset({LOGITS}))
-                outputs = [F.cross_entropy(at_least_float32(values[LOGITS]), target)] if last else [values[self.steps[k][-1][0]]]
+                outputs = (
+                    [F.cross_entropy(at_least_float32(values[LOGITS]), target)]
+                    if last
+                    else [values[self.steps[k][-1][0]]]
+                )
                 grads = [None] if last else [upstream]
-                terms = [node.kernel_l2 * at_least_float32(w).square().sum() for node, w in self.kernels[k] if node.kernel_l2]
+                terms = [
+                    node.kernel_l2 * at_least_float32(w).square().sum() for node, w in self.kernels[k] if node.kernel_l2
+                ]
                 if terms:
                     outputs.append(torch.stack(terms).sum())
                     grads.append(None)
@@ -282,7 +293,9 @@ class _Probe:
         torch.autograd.backward(outputs, grads)  # type: ignore[arg-type]
         return leaf.grad if k > 0 else None
 
-    def finish(self, k: int, first: bool, update: bool, optimizers: list[torch.optim.SGD | None], keep_buffers: bool) -> None:
+    def finish(
+        self, k: int, first: bool, update: bool, optimizers: list[torch.optim.SGD | None], keep_buffers: bool
+    ) -> None:
         """Segment k's gradients are complete: report them (first step), take its SGD step."""
         if first:
             grads: dict[str, dict[str, torch.Tensor]] = {}
@@ -318,7 +331,9 @@ class _Probe:
     def emit_stats(self) -> None:
         for name, entry in self.tensors.items():
             if "moving_mean" in entry:
-                self.sink.stats(name, self.neutral.tensors(name, {k: entry[k] for k in ("moving_mean", "moving_variance")}))
+                self.sink.stats(
+                    name, self.neutral.tensors(name, {k: entry[k] for k in ("moving_mean", "moving_variance")})
+                )
 
 
 def _keeping(emit: Callable[[str, torch.Tensor], None] | None, boundaries: dict[str, torch.Tensor],

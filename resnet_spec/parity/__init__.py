@@ -17,10 +17,10 @@ recorded or compared node by node), :mod:`.rows` (one node's rows, kink flips, h
 probe hands out), :mod:`.report` (the report, its text and JSON), :mod:`.junit` (JUnit XML).
 """
 
-from .rows import LOGITS, SMALL_NORM_GROUP, compare, float32_hazards, hazards, kink_flips, norm_group
 from .engine import CALIBRATED, SettingsError, run, transfer
 from .junit import junit_xml, write_junit
 from .report import CHECKS, PROBE_CHECKS, Difference, Hazard, ParityReport, Tolerances, render_text
+from .rows import LOGITS, SMALL_NORM_GROUP, compare, float32_hazards, hazards, kink_flips, norm_group
 
 __all__ = [
     "CALIBRATED",

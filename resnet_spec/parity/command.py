@@ -28,8 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=2,
                    help="images per batch (default 2); every batch norm needs at least 2 values per channel")  # fmt: skip
     p.add_argument("--backends", default="keras,torch", help="two backends, comma-separated (default keras,torch)")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float64",
-                   help="float64 (default) separates mapping errors from float32 rounding (docs/parity.md)")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "float64"),
+        default="float64",
+        help="float64 (default) separates mapping errors from float32 rounding (docs/parity.md)",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="json: every check, row, limit, hazard and precision decision (docs/parity.md)")  # fmt: skip
     p.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report (one test case per check)")

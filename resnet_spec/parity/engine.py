@@ -48,6 +48,9 @@ FRAMEWORKS_BYTES = 1 << 30  # TensorFlow and PyTorch imported, nothing built (me
 _MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
+DEFAULT_TOLERANCES = Tolerances()
+
+
 class SettingsError(ValueError):
     """Parity settings that cannot give a meaningful result (a usage error: exit status 2)."""
 
@@ -63,7 +66,7 @@ def run(
     momentum: float = 0.9,
     weight_decay: float = 1e-4,
     precision: str = "float64",
-    tolerances: Tolerances = Tolerances(),
+    tolerances: Tolerances = DEFAULT_TOLERANCES,
     allow_vacuous: bool = False,
     isolate: bool | None = None,
     low_memory: bool | None = None,
@@ -172,12 +175,16 @@ class _Run:
             return {name: self._kept(f"start.{i}", start[name]) for i, name in enumerate(self.backends)}
         if self.isolate and self.spill.on_disk:  # drawn by the first side's process: never held here
             self.seed = seed
-            shared: Mapping[str, Mapping[str, np.ndarray]] = SpilledWeights(self.spill, "start", list(shapes_of(self.arch)))
+            shared: Mapping[str, Mapping[str, np.ndarray]] = SpilledWeights(
+                self.spill, "start", list(shapes_of(self.arch))
+            )
         else:
             shared = self._kept("start", initial_weights(self.arch, seed))
         return {name: shared for name in self.backends}
 
-    def _kept(self, prefix: str, weights: Mapping[str, Mapping[str, np.ndarray]]) -> Mapping[str, Mapping[str, np.ndarray]]:
+    def _kept(
+        self, prefix: str, weights: Mapping[str, Mapping[str, np.ndarray]]
+    ) -> Mapping[str, Mapping[str, np.ndarray]]:
         return SpilledWeights.store(self.spill, prefix, weights) if self.spill.on_disk else weights
 
     def side(self, index: int, tasks: list[Task], *, arch: Architecture | None = None,
@@ -247,7 +254,9 @@ def _hazarded(report: ParityReport, run: _Run, probe: Task, failing: list[str]) 
     if not found:
         return []
     report.hazards = found
-    report.notes.append(f"float32 hazards: {'; '.join(h.text for h in found)}. So {', '.join(excused)} were decided in float64")
+    report.notes.append(
+        f"float32 hazards: {'; '.join(h.text for h in found)}. So {', '.join(excused)} were decided in float64"
+    )
     return excused
 
 

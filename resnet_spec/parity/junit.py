@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..atomic import atomic_path
@@ -39,12 +39,14 @@ def junit_xml(reports: list[tuple[str, ParityReport | str]], *, seconds: float =
 
 
 def _suite(spec: str, report: ParityReport | str, seconds: float) -> ET.Element:
-    suite = ET.Element("testsuite", name=f"parity {spec}", timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    suite = ET.Element("testsuite", name=f"parity {spec}", timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
                        hostname=socket.gethostname(), time=f"{seconds:.3f}")  # fmt: skip
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     if isinstance(report, str):
         case = ET.SubElement(suite, "testcase", classname=spec, name="parity", time=f"{seconds:.3f}")
-        ET.SubElement(case, "error", message=report.splitlines()[0] if report else "error", type="ParityError").text = report
+        ET.SubElement(
+            case, "error", message=report.splitlines()[0] if report else "error", type="ParityError"
+        ).text = report
         counts.update(tests=1, errors=1)
     else:
         properties = ET.SubElement(suite, "properties")
@@ -58,7 +60,8 @@ def _suite(spec: str, report: ParityReport | str, seconds: float) -> ET.Element:
             outcome = _outcome(report, check)
             if outcome is not None:
                 kind, message, text = outcome
-                ET.SubElement(case, kind, message=message, **({"type": "ParityMismatch"} if kind == "failure" else {})).text = text
+                attributes = {"message": message} | ({"type": "ParityMismatch"} if kind == "failure" else {})
+                ET.SubElement(case, kind, attributes).text = text
                 counts["failures" if kind == "failure" else "skipped"] += 1
         ET.SubElement(suite, "system-out").text = render_text(report)
     for key, value in counts.items():
@@ -77,16 +80,22 @@ def _outcome(report: ParityReport, check: str) -> tuple[str, str, str] | None:
     bad = [d for d in report.rows(check) if not d.ok]
     message = (f"{worst.node} {worst.tensor}: max abs {worst.max_abs:.3g}, max rel {worst.max_rel:.3g}, "
                f"limit {worst.limit:g} ({worst.measure}, {where}); {len(bad)} of {len(report.rows(check))} tensors over")  # fmt: skip
-    text = "\n".join(f"{d.node} {d.tensor}: abs {d.max_abs:.3g} rel {d.max_rel:.3g} limit {d.limit:g}" for d in bad[:50])
+    text = "\n".join(
+        f"{d.node} {d.tensor}: abs {d.max_abs:.3g} rel {d.max_rel:.3g} limit {d.limit:g}" for d in bad[:50]
+    )
     return "failure", message, text
 
 
-def write_junit(path: str | os.PathLike[str], reports: list[tuple[str, ParityReport | str]], *, seconds: float = 0.0) -> None:
+def write_junit(
+    path: str | os.PathLike[str], reports: list[tuple[str, ParityReport | str]], *, seconds: float = 0.0
+) -> None:
     """Write atomically; refuse to replace a file that is not a JUnit report this tool wrote
     ("no command overwrites what it did not create")."""
     target = Path(path)
     if target.exists() and not written_by_us(target):
-        raise FileExistsError(f"{target} exists and is not a resnet-spec JUnit report; remove it or choose another path")
+        raise FileExistsError(
+            f"{target} exists and is not a resnet-spec JUnit report; remove it or choose another path"
+        )
     with atomic_path(target) as tmp:
         tmp.write_text(junit_xml(reports, seconds=seconds), encoding="utf-8")
 

@@ -20,11 +20,11 @@ import numpy as np
 
 from .. import graph as g
 from ..backends import BackendError, WeightAccess, get_backend
+from ..weights import initial_weights
 from . import rows as c
 from .report import Difference, Tolerances
-from ..weights import initial_weights
 from .spill import Spill, SpilledWeights
-from .stream import CollectingSink, ProbeSink, activation_bytes, replay, segments
+from .stream import CollectingSink, activation_bytes, replay, segments
 
 if TYPE_CHECKING:
     from ..pipeline import Architecture
@@ -65,7 +65,7 @@ class Job:
     tasks: list[Task]
     spill: Spill
     compare: bool  # False: record results in the spill; True: compare with what is there
-    tolerances: Tolerances = Tolerances()
+    tolerances: Tolerances = field(default_factory=Tolerances)
     low_memory: bool | None = None  # None: segment and spill buffers where the network is large
     reference_overflow: bool | None = None  # the recording side's eval overflowed (compare side only)
     draw_seed: int | None = None  # draw the seeded starting weights here and store them for the other side
@@ -184,7 +184,7 @@ def _eval(model: Any, backend: Any, job: Job, task: Task, result: SideResult) ->
 def _missing(job: Job, prefix: str, rows: dict[str, list[Difference]], make: Any) -> None:
     """Rows for what the recording side produced and this side did not (never silently dropped)."""
     for key in job.spill.keys(prefix):
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         job.spill.discard(key)
         rows.setdefault(name, make(name))
 
@@ -231,7 +231,9 @@ def _stats(backend: Any, job: Job, task: Task) -> dict[str, dict[str, np.ndarray
     return sink.result.stats_after_forward
 
 
-def _run_probe(backend: Any, model: Any, job: Job, task: Task, batches: Batches, sink: Any, *, steps: int) -> list[float]:
+def _run_probe(
+    backend: Any, model: Any, job: Job, task: Task, batches: Batches, sink: Any, *, steps: int
+) -> list[float]:
     kwargs = {"steps": steps, "learning_rate": task.learning_rate, "momentum": task.momentum,
               "weight_decay": task.weight_decay}  # fmt: skip
     if "sink" not in inspect.signature(backend.train_probe).parameters and not _takes_kwargs(backend.train_probe):

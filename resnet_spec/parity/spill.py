@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 
@@ -76,8 +77,9 @@ class Spill:
         if self._memory is not None:
             self._memory[self._check(key)] = {name: np.asarray(value) for name, value in tensors.items()}
         else:
+            arrays: dict[str, Any] = {name: np.asarray(value) for name, value in tensors.items()}
             with open(self._path(key, ".npz"), "wb") as handle:
-                np.savez(handle, **{name: np.asarray(value) for name, value in tensors.items()})
+                np.savez(handle, **arrays)
 
     def get_tensors(self, key: str) -> dict[str, np.ndarray] | None:
         if self._memory is not None:
@@ -117,7 +119,7 @@ class Spill:
         elif self._owned:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> Spill:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
