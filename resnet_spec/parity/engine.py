@@ -96,7 +96,8 @@ def run(
     report = ParityReport(backends, seed, steps, precision, allow_vacuous=allow_vacuous, batch_size=batch_size,
                           checks_run=list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
     report.settings = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
-                       "tolerances": asdict(tolerances)}  # fmt: skip
+                       "tolerances": asdict(tolerances),
+                       "memory": {"mode": "lean" if lean else "fast", "child_processes": isolate}}  # fmt: skip
     with Spill(on_disk=lean or isolate) as spill:
         run = _Run(arch, backends, spill, tolerances, isolate, low_memory if lean else False,
                    _batches(arch, seed, batch_size, max(1, steps)))  # fmt: skip
