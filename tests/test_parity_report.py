@@ -180,3 +180,29 @@ def test_command_invalid_spec_exits_1_and_reports_in_junit(tmp_path: Path, capsy
     capsys.readouterr()
     parsed = junitparser.JUnitXml.fromfile(str(xml))
     assert parsed.errors == 1 and "does not validate" in next(iter(next(iter(parsed)))).result[0].message
+
+
+def test_the_api_and_the_plugin_import_no_framework() -> None:
+    """The plugin loads in every pytest session of an environment where resnet-spec is installed:
+    it, the testing API and the parity package must not import a framework until a test runs."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, resnet_spec.testing, resnet_spec.pytest_plugin, resnet_spec.parity.command; "
+             "print(sorted(m for m in ('tensorflow', 'torch', 'keras', 'jax') if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_pytest11_entry_point_names_the_plugin_module() -> None:
+    """Named as its module, so that `-p resnet_spec.pytest_plugin` (the tests here, users without
+    an install) is a no-op where the entry point already loaded it (checked by hand with
+    `pip install --target`: both ways run, no double registration)."""
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["pytest11"] == {"resnet_spec.pytest_plugin": "resnet_spec.pytest_plugin"}
+    plugin = importlib.import_module("resnet_spec.pytest_plugin")
+    assert callable(plugin.pytest_addoption) and callable(plugin.pytest_collect_file)
