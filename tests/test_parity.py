@@ -4,7 +4,6 @@ mapping is caught and the layer named. Tolerances (float32, CPU): docs/parity.md
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -18,6 +17,7 @@ from resnet_spec import graph as g
 from resnet_spec import parity
 from resnet_spec.backends import get_backend
 from resnet_spec.cli import main
+from resnet_spec.parity import engine, sides
 from resnet_spec.weights import initial_weights
 
 pytest.importorskip("torch")
@@ -80,7 +80,9 @@ def sweep_row(name: str, arch: Any, report: parity.ParityReport) -> str:
     others = max((d.max_rel for d in report.differences if d.check == "eval" and d.measure == "rel"), default=0.0)
 
     def rel(check: str) -> str:
-        text = f"{report.worst(check).max_rel:.1e}"
+        worst = report.worst(check)
+        assert worst is not None
+        text = f"{worst.max_rel:.1e}"
         if check in report.float32_worst:
             text = f"{report.float32_worst[check].max_rel:.1e} (float64: {text})"
         return text
@@ -112,7 +114,7 @@ def test_float32_meets_the_documented_tolerances() -> None:
     assert report.decided_in == {} and report.notes == []
     logits = next(d for d in report.differences if d.check == "eval" and d.node == parity.LOGITS)
     assert logits.measure == "abs" and logits.limit == 1e-5 and logits.max_abs <= 1e-5
-    assert report.worst("gradients").limit == 1e-4 and report.worst("weights_after").limit == 1e-4
+    assert [report.worst(check).limit for check in ("gradients", "weights_after")] == [1e-4, 1e-4]  # type: ignore[union-attr]
 
 
 def test_small_norm_groups_are_a_float32_hazard() -> None:
@@ -145,7 +147,7 @@ def test_a_relu_kink_sends_the_failing_float32_check_to_float64(monkeypatch: pyt
     """A ReLU input on different sides of zero in the two float32 forwards makes the float32
     gradients differ by that element's whole gradient. Forced here: a flip is reported and the
     gradient limit is below float32 agreement (~1e-6) but far above float64's."""
-    monkeypatch.setattr(parity, "kink_flips", lambda arch, a, b: {"stem.act1": 1})
+    monkeypatch.setattr(sides._Comparer, "count_flips", _flips({"stem.act1": 1}, first_forward=True))
     arch = resnet_spec.build_architecture(ROOMY)
     tight = parity.Tolerances(gradients_rel=1e-8)
     report = parity.run(arch, seed=0, steps=1, precision="float32", tolerances=tight)
@@ -157,13 +159,13 @@ def test_a_relu_kink_sends_the_failing_float32_check_to_float64(monkeypatch: pyt
     assert report.to_json()["checks"]["gradients"]["precision"] == "float64"
 
 
-def _flips_after_the_first_call(flips: dict[str, int]) -> Any:
-    """A kink_flips that finds nothing in the first forward it is given and ``flips`` in later ones."""
-    calls: list[int] = []
+def _flips(flips: dict[str, int], *, first_forward: bool) -> Any:
+    """A kink-flip count that finds ``flips`` in the first step's forward (``first_forward``) or
+    only in later steps' forwards, and nothing elsewhere."""
 
-    def fake(arch: Any, a: Any, b: Any) -> dict[str, int]:
-        calls.append(1)
-        return dict(flips) if len(calls) > 1 else {}
+    def fake(self: Any, node: str, *arrays: Any) -> int:
+        later = self.prefix.startswith("l/")
+        return flips.get(node, 0) if later != first_forward else 0
 
     return fake
 
@@ -174,7 +176,7 @@ def test_a_kink_in_a_later_step_sends_only_weights_after_to_float64(monkeypatch:
     two steps. Forced here: the flip appears only in the later forward, and the weights limit is
     below float32 agreement. weights_after is decided in float64; the gradients (step 1 only)
     stay in float32."""
-    monkeypatch.setattr(parity, "kink_flips", _flips_after_the_first_call({"stage1.block0.act1": 1}))
+    monkeypatch.setattr(sides._Comparer, "count_flips", _flips({"stage1.block0.act1": 1}, first_forward=False))
     arch = resnet_spec.build_architecture(ROOMY)
     report = parity.run(arch, seed=0, steps=2, precision="float32", tolerances=parity.Tolerances(weights_rel=1e-9))
     assert report.ok, parity.render_text(report)
@@ -185,7 +187,7 @@ def test_a_kink_in_a_later_step_sends_only_weights_after_to_float64(monkeypatch:
 
 
 def test_a_kink_in_a_later_step_does_not_excuse_the_first_steps_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parity, "kink_flips", _flips_after_the_first_call({"stage1.block0.act1": 1}))
+    monkeypatch.setattr(sides._Comparer, "count_flips", _flips({"stage1.block0.act1": 1}, first_forward=False))
     arch = resnet_spec.build_architecture(ROOMY)
     tight = parity.Tolerances(gradients_rel=1e-9, weights_rel=1e-9)
     report = parity.run(arch, seed=0, steps=2, precision="float32", tolerances=tight)
@@ -204,7 +206,7 @@ def test_an_eval_overflow_in_both_frameworks_uses_batch_statistics(monkeypatch: 
     variance 1: each block's residual sum grows, ~1.4x per block). Reproduced small: moving
     variance 0 and epsilon 1e-20 make each eval-mode norm multiply by 1e10. Parity then sets the
     statistics from the first batch, says so, and compares finite values."""
-    real = parity.initial_weights
+    real = engine.initial_weights
 
     def zero_variance(arch: Any, seed: int) -> Any:
         weights = real(arch, seed)
@@ -213,7 +215,7 @@ def test_an_eval_overflow_in_both_frameworks_uses_batch_statistics(monkeypatch: 
                 entry["moving_variance"] = np.zeros_like(entry["moving_variance"])
         return weights
 
-    monkeypatch.setattr(parity, "initial_weights", zero_variance)
+    monkeypatch.setattr(engine, "initial_weights", zero_variance)
     arch = resnet_spec.build_architecture(small(defaults={"norm": {"epsilon": 1e-20}}))
     report = parity.run(arch, seed=0, steps=1, precision="float32")
     assert parity.CALIBRATED in report.notes
@@ -252,8 +254,7 @@ class _Broken:
         return getattr(self.inner, name)
 
     def build(self, arch: Any, **options: Any) -> Any:
-        broken = copy.copy(arch)
-        broken.graph = g.Graph([self.corrupt(n) for n in arch.graph], arch.graph.output)
+        broken = dataclasses.replace(arch, graph=g.Graph([self.corrupt(n) for n in arch.graph], arch.graph.output))
         return self.inner.build(broken, **options)
 
 
@@ -274,13 +275,13 @@ def _default_epsilon(node: g.Node) -> g.Node:
     ids=["symmetric-padding", "default-bn-epsilon"],
 )
 def test_a_broken_mapping_fails_and_names_the_layer(monkeypatch: pytest.MonkeyPatch, corrupt: Any, first_node: str) -> None:
-    real = parity.get_backend
+    real = sides.get_backend
 
     def patched(name: str) -> Any:
         backend = real(name)
         return _Broken(backend, corrupt) if name == "torch" else backend
 
-    monkeypatch.setattr(parity, "get_backend", patched)
+    monkeypatch.setattr(sides, "get_backend", patched)
     arch = resnet_spec.build_architecture(small())
     report = parity.run(arch, seed=1, steps=1)
     assert not report.ok

@@ -12,7 +12,7 @@ package (Keras imports saved modules by itself only for its own packages), or pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -67,6 +67,12 @@ class KerasBackend:
 
         return node_outputs(model, arch, images)
 
+    def iter_node_outputs(self, model: Any, arch: Architecture, images: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+        """``node_outputs`` one node at a time, in graph order, without holding them all."""
+        from .introspect import iter_node_outputs
+
+        return iter_node_outputs(model, arch, images)
+
     # ------------------------------------------------------------------ WeightAccess (parity)
 
     def get_weights(self, model: Any, arch: Architecture) -> dict[str, dict[str, np.ndarray]]:
@@ -82,12 +88,13 @@ class KerasBackend:
 
     def train_probe(
         self, model: Any, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *,
-        steps: int, learning_rate: float, momentum: float, weight_decay: float,
+        steps: int, learning_rate: float, momentum: float, weight_decay: float, **streaming: Any,
     ) -> ProbeResult:  # fmt: skip
+        """``streaming``: ``sink``, ``segments``, ``spill`` (:mod:`resnet_spec.parity.stream`)."""
         from .probe import train_probe
 
         return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
-                           weight_decay=weight_decay)  # fmt: skip
+                           weight_decay=weight_decay, **streaming)  # fmt: skip
 
     # ------------------------------------------------------------------ Trainer
 

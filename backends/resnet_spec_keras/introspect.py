@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
-
-from .model import deep_recursion
 
 SUMMARY_WIDTH = 150
 
@@ -48,20 +48,34 @@ def count_params(model: keras.Model) -> tuple[int, int]:
 
 
 def node_outputs(model: keras.Model, arch: Any, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Inference-mode output of every graph node, from one auxiliary model that exposes the
-    output of each node's layer (extra ``.pad`` layers are skipped: they are not nodes)."""
+    """Inference-mode output of every graph node (extra ``.pad`` layers are skipped: they are
+    not nodes)."""
+    return dict(iter_node_outputs(model, arch, images))
+
+
+def iter_node_outputs(model: keras.Model, arch: Any, images: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """:func:`node_outputs` one node at a time, in graph order (the input first): each node's
+    layer called on its inputs in inference mode (the probe's walk over the model's own
+    layers, :func:`.probe.walk`), each value dropped after its last reader, so a deep
+    network's outputs never all exist at once."""
+    from .probe import last_readers, walk
+
     images = np.asarray(images, dtype=np.float32)
     expected = arch.graph.input.shape
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(expected):
         raise BackendError(f"images must be NHWC with (H, W, C) = {tuple(expected)}, got shape {images.shape}")
-    names = [node.name for node in arch.graph if not isinstance(node, g.Input)]
-    try:
-        outputs = [model.get_layer(name).output for name in names]
-    except ValueError as exc:
-        raise BackendError(f"the model does not match the architecture: {exc}") from exc
-    with deep_recursion(len(model.layers)):
-        probe = keras.Model(model.input, outputs)
-        values = probe(images, training=False)
-    result = {arch.graph.input.name: images}
-    result.update({name: keras.ops.convert_to_numpy(v) for name, v in zip(names, values)})
-    return result
+    layers = {layer.name: layer for layer in model.layers}
+    missing = [node.name for node in arch.graph if not isinstance(node, g.Input) and node.name not in layers]
+    if missing:
+        raise BackendError(f"the model does not match the architecture: it has no layer '{missing[0]}'")
+    nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
+    last = last_readers(nodes)
+    values: dict[str, Any] = {arch.graph.input.name: tf.convert_to_tensor(images)}
+    yield arch.graph.input.name, images
+    for node in nodes:
+        walk(layers, [node], values, norms_training=False, dropout=False, release=False)
+        output = np.array(keras.ops.convert_to_numpy(values[node.name]))
+        for name in node.inputs:
+            if last.get(name) == node.name:
+                values.pop(name, None)
+        yield node.name, output

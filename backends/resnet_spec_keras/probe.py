@@ -3,23 +3,31 @@ statistics, gradients and a few SGD steps, with the exact semantics every backen
 
 Dropout and drop-path must be the identity while batch norms run in training mode, which no
 single ``training=`` flag of a Keras model gives. So the probe re-walks the graph over the
-model's own layers (:func:`forward`): each node's layer is called on its inputs, batch norms with
+model's own layers (:func:`walk`): each node's layer is called on its inputs, batch norms with
 ``training=True``, dropout and drop-path with ``training=False``. The layers, and so the
 variables, are the model's: the gradient tape sees them and the moving statistics are updated in
-place. The walk reproduces the wiring of :mod:`.model` (``Add`` receives (shortcut, branch), a
-``.pad`` layer runs before its node's layer).
+place. The walk reproduces the wiring of :mod:`.model` (a ``.pad`` layer runs before its node's
+layer; an add's two operands may come in another order, which changes no sum).
 
 The update is written out with TensorFlow ops in PyTorch's form (``b = m * b + g + wd * w`` on
 kernels, ``w -= lr * b``), not with ``keras.optimizers.SGD``, whose momentum form
 (``v = m * v - lr * g``) differs. Numerics are made deterministic for the probe's duration
 (op determinism on, TF32 off; both restored afterwards).
+
+Streaming (:mod:`resnet_spec.parity.stream`): with a ``sink`` every result leaves as soon as it
+exists; with ``segments`` the forward runs outside any tape, keeping only the segment
+boundaries, and each segment runs again under its own ``GradientTape`` just before its
+backward pass (its batch norms' moving statistics are put back afterwards: the first forward
+already updated them). Each segment's variables take their SGD step right after its backward,
+so only one segment's gradients exist at a time; ``spill`` keeps the momentum buffers on disk
+between steps.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -27,9 +35,13 @@ import tensorflow as tf
 
 from resnet_spec import graph as g
 from resnet_spec.backends import BackendError, ProbeResult
+from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
 from .model import PAD_SUFFIX, deep_recursion
-from .weights import get_weights, node_variables
+from .weights import node_variables
+
+if TYPE_CHECKING:
+    from resnet_spec.parity.spill import Spill
 
 LOGITS = "head.classifier"
 
@@ -61,18 +73,30 @@ def strict_numerics() -> Iterator[None]:
 def forward(model: keras.Model, arch: Any, images: Any, *, norms_training: bool, dropout: bool) -> dict[str, Any]:
     """Every node's output (tensors, keyed by node name), batch norms and dropout/drop-path each
     in the mode given."""
-    layers = {layer.name: layer for layer in model.layers}
-    values: dict[str, Any] = {arch.graph.input.name: tf.convert_to_tensor(np.asarray(images, np.float32))}
-    for node in arch.graph:
-        if isinstance(node, g.Input):
-            continue
+    values = {arch.graph.input.name: tf.convert_to_tensor(np.asarray(images, np.float32))}
+    nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
+    return walk(_layers(model), nodes, values, norms_training=norms_training, dropout=dropout, release=False)
+
+
+def _layers(model: keras.Model) -> dict[str, Any]:
+    return {layer.name: layer for layer in model.layers}
+
+
+def walk(layers: Mapping[str, Any], nodes: Sequence[g.Node], values: dict[str, Any], *, norms_training: bool,
+         dropout: bool, emit: Callable[[str, Any], None] | None = None, keep: frozenset[str] = frozenset(),
+         release: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Call each node's layer on its inputs (the wiring of :mod:`.model`), ``emit`` seeing every
+    output. With ``release`` a value is dropped after its last reader among ``nodes`` unless
+    it is in ``keep`` (the graph's output and values read past ``nodes`` stay)."""
+    last = last_readers(nodes) if release else {}
+    for node in nodes:
         layer = layers.get(node.name)
         if layer is None:
             raise BackendError(f"the model has no layer '{node.name}': it was not built from this architecture")
         inputs = [values[name] for name in node.inputs]
-        if isinstance(node, g.Add):
-            out = layer([inputs[1], inputs[0]])  # (shortcut, branch), as model.py wires it
-        elif isinstance(node, g.Scale):
+        if isinstance(node, (g.Add, g.Scale)):
+            # The add's two operands in graph order: model.py may hand them to the layer in
+            # another order, but a sum of two floats is the same either way (IEEE addition commutes).
             out = layer(inputs)
         else:
             x = inputs[0]
@@ -86,7 +110,17 @@ def forward(model: keras.Model, arch: Any, images: Any, *, norms_training: bool,
             else:
                 out = layer(x)
         values[node.name] = out
+        if emit is not None:
+            emit(node.name, out)
+        for name in node.inputs:
+            if last.get(name) == node.name and name not in keep:
+                values.pop(name, None)
     return values
+
+
+def last_readers(nodes: Sequence[g.Node]) -> dict[str, str]:
+    """Value name -> the last node in ``nodes`` that reads it."""
+    return {name: node.name for node in nodes for name in node.inputs}
 
 
 def probe_loss(model: keras.Model, logits: Any, labels: Any) -> Any:
@@ -95,17 +129,26 @@ def probe_loss(model: keras.Model, logits: Any, labels: Any) -> Any:
     Keras' ``L2(l)`` regularizer is exactly ``l * sum(w ** 2)`` and the builder attaches one to
     each kernel with ``kernel_l2 > 0`` (nothing else carries a regularizer), so ``model.losses``
     is the spec's penalty term for term."""
-    labels = tf.convert_to_tensor(labels, tf.int64)
-    dtype = tf.float64 if logits.dtype == tf.float64 else tf.float32  # a float64 model keeps float64
-    cross_entropy = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, dtype))
-    )
+    cross_entropy = _cross_entropy(logits, labels)
     penalties = model.losses
     return cross_entropy + tf.add_n(penalties) if penalties else cross_entropy
 
 
+def _cross_entropy(logits: Any, labels: Any) -> Any:
+    labels = tf.convert_to_tensor(labels, tf.int64)
+    dtype = tf.float64 if logits.dtype == tf.float64 else tf.float32  # a float64 model keeps float64
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, dtype)))
+
+
+def numpy_copy(value: Any) -> np.ndarray:
+    """A NumPy copy of a tensor or variable (``.numpy()``: NumPy 2's ``np.array`` on a Keras
+    variable warns that its ``__array__`` takes no ``copy``)."""
+    return np.array(value.numpy() if hasattr(value, "numpy") else keras.ops.convert_to_numpy(value))
+
+
 def train_probe(model: keras.Model, arch: Any, batches: list[tuple[np.ndarray, np.ndarray]], *, steps: int,
-                learning_rate: float, momentum: float, weight_decay: float) -> ProbeResult:  # fmt: skip
+                learning_rate: float, momentum: float, weight_decay: float, sink: ProbeSink | None = None,
+                segments: Sequence[Sequence[str]] | None = None, spill: Spill | None = None) -> ProbeResult:  # fmt: skip
     """Step 0's forward is the train-mode forward that is reported (outputs, statistics,
     gradients, losses[0]); so after ``steps`` steps the moving statistics have seen exactly
     ``steps`` batches. With ``steps == 0`` that one forward still runs (there is nothing to
@@ -114,43 +157,149 @@ def train_probe(model: keras.Model, arch: Any, batches: list[tuple[np.ndarray, n
         raise BackendError("train_probe needs at least one batch")
     if steps < 0:
         raise BackendError(f"steps must be >= 0, got {steps}")
-    variables = node_variables(model, arch)
-    trainable: list[tuple[str, str, Any]] = [
-        (name, key, variable)
-        for name, entry in variables.items()
-        for key, variable in entry.items()
-        if variable.trainable
-    ]
-    decayed = [key == "kernel" for _, key, _ in trainable]
-    buffers = [tf.zeros(variable.shape, variable.dtype) for _, _, variable in trainable]
-    result = ProbeResult({}, {}, {}, {}, [])
+    collecting = CollectingSink() if sink is None else None
+    probe = _Probe(model, arch, sink or collecting, segments, spill)  # type: ignore[arg-type]
+    settings = {"lr": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
     with strict_numerics(), deep_recursion(len(model.layers)):
+        losses = probe.run(batches, steps, settings)
+    result = collecting.result if collecting is not None else ProbeResult({}, {}, {}, {}, [])
+    result.losses = losses
+    return result
+
+
+class _Probe:
+    """One probe run: the segments, their variables and momentum buffers."""
+
+    def __init__(self, model: keras.Model, arch: Any, sink: ProbeSink, segments: Sequence[Sequence[str]] | None,
+                 spill: Spill | None) -> None:  # fmt: skip
+        self.model, self.arch, self.sink, self.spill = model, arch, sink, spill
+        self.layers = _layers(model)
+        self.variables = node_variables(model, arch)
+        nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
+        groups = [list(s) for s in segments] if segments else [[node.name for node in nodes]]
+        if [n for s in groups for n in s] != [node.name for node in nodes]:
+            raise BackendError("probe segments must list every node after the input, in graph order, once")
+        self.nodes = [[arch.graph[name] for name in s] for s in groups]
+        self.inputs = [arch.graph.input.name] + [s[-1] for s in groups[:-1]]
+        self.trainable = [[(name, key, v) for name in s for key, v in self.variables.get(name, {}).items() if v.trainable]
+                          for s in groups]  # fmt: skip
+        self.norms = [[v for name in s for key, v in self.variables.get(name, {}).items() if key.startswith("moving_")]
+                      for s in groups]  # fmt: skip
+        self.penalised = [[layer for name in s if (layer := self.layers.get(name)) is not None and layer.losses]
+                          for s in groups]  # fmt: skip
+        self.buffers: dict[tuple[int, int], Any] = {}
+
+    def run(self, batches: list[tuple[np.ndarray, np.ndarray]], steps: int, settings: dict[str, float]) -> list[float]:
+        losses: list[float] = []
         for step in range(max(steps, 1)):
             images, labels = batches[step % len(batches)]
-            with tf.GradientTape() as tape:
-                outputs = forward(model, arch, images, norms_training=True, dropout=False)
-                loss = probe_loss(model, outputs[LOGITS], labels)
-            grads = tape.gradient(loss, [variable for _, _, variable in trainable])
-            grads = [tf.zeros(v.shape, v.dtype) if grad is None else tf.convert_to_tensor(grad)
-                     for grad, (_, _, v) in zip(grads, trainable)]  # fmt: skip
-            if step == 0:
-                result.train_outputs = {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
-                result.stats_after_forward = {
-                    name: {key: keras.ops.convert_to_numpy(entry[key]) for key in ("moving_mean", "moving_variance")}
-                    for name, entry in variables.items()
-                    if "moving_mean" in entry
-                }
-                result.gradients = {}
-                for (name, key, _), grad in zip(trainable, grads):
-                    result.gradients.setdefault(name, {})[key] = grad.numpy()
+            loss = self.step(images, labels, first=step == 0, update=step < steps, settings=settings,
+                             keep_buffers=step + 1 < steps)  # fmt: skip
             if step >= steps:
                 break
-            result.losses.append(float(loss))
-            for i, ((_, _, variable), grad) in enumerate(zip(trainable, grads)):
-                weight = tf.convert_to_tensor(variable)
-                lr, mu, wd = (tf.constant(v, weight.dtype) for v in (learning_rate, momentum, weight_decay))
-                direction = grad + wd * weight if decayed[i] else grad
-                buffers[i] = mu * buffers[i] + direction
-                variable.assign(weight - lr * buffers[i])
-    result.weights_after = get_weights(model, arch)
-    return result
+            losses.append(loss)
+        for name, entry in self.variables.items():
+            self.sink.weights_after(name, {key: numpy_copy(v) for key, v in entry.items()})
+        return losses
+
+    def step(self, images: np.ndarray, labels: np.ndarray, *, first: bool, update: bool, settings: dict[str, float],
+             keep_buffers: bool) -> float:  # fmt: skip
+        x = tf.convert_to_tensor(np.asarray(images, np.float32))
+        emit = (lambda name, value: self.sink.output(name, numpy_copy(value))) if first else None
+        if emit is not None:
+            emit(self.inputs[0], x)
+        every = [node for seg in self.nodes for node in seg]
+        if len(self.nodes) == 1:
+            with tf.GradientTape() as tape:
+                values = walk(self.layers, every, {self.inputs[0]: x}, norms_training=True, dropout=False, emit=emit,
+                              keep=frozenset({LOGITS}))  # fmt: skip
+                loss = probe_loss(self.model, values[LOGITS], labels)
+                del values
+            if first:
+                self.emit_stats()
+            grads = tape.gradient(loss, [v for _, _, v in self.trainable[0]])
+            del tape
+            self.finish(0, grads, first, update, settings, keep_buffers)
+            return float(loss)
+        boundaries: dict[str, Any] = {}
+        wanted = set(self.inputs[1:])
+
+        def keep_boundaries(name: str, value: Any) -> None:
+            if emit is not None:
+                emit(name, value)
+            if name in wanted:
+                boundaries[name] = value
+
+        walk(self.layers, every, {self.inputs[0]: x}, norms_training=True, dropout=False, emit=keep_boundaries)
+        if first:
+            self.emit_stats()
+        boundaries[self.inputs[0]] = x
+        upstream, loss = None, None
+        for k in reversed(range(len(self.nodes))):
+            upstream, grads, value = self.backward(k, boundaries.pop(self.inputs[k]), labels, upstream)
+            loss = value if value is not None else loss
+            self.finish(k, grads, first, update, settings, keep_buffers)
+        return float(loss)
+
+    def backward(self, k: int, start: Any, labels: np.ndarray, upstream: Any) -> tuple[Any, list[Any], Any]:
+        """Segment k again under a tape (moving statistics put back after), then its backward from
+        ``upstream``; the last segment's target is the loss. Returns (d loss / d its input,
+        gradients of its variables, the loss or None)."""
+        saved = [tf.identity(v) for v in self.norms[k]]
+        last = k == len(self.nodes) - 1
+        sources = [v for _, _, v in self.trainable[k]]
+        with tf.GradientTape() as tape:
+            tape.watch(start)
+            values = walk(self.layers, self.nodes[k], {self.inputs[k]: start}, norms_training=True, dropout=False,
+                          keep=frozenset({LOGITS}))  # fmt: skip
+            if last:
+                targets, output_gradients = [probe_loss(self.model, values[LOGITS], labels)], None
+            else:
+                penalties = [loss for layer in self.penalised[k] for loss in layer.losses]
+                targets = [values[self.nodes[k][-1].name]] + ([tf.add_n(penalties)] if penalties else [])
+                output_gradients = [upstream] + ([tf.ones((), targets[1].dtype)] if penalties else [])
+            del values
+        for variable, value in zip(self.norms[k], saved):
+            variable.assign(value)
+        grads = tape.gradient(targets if not last else targets[0], [start, *sources], output_gradients=output_gradients)
+        return grads[0], grads[1:], (targets[0] if last else None)
+
+    def finish(self, k: int, grads: list[Any], first: bool, update: bool, settings: dict[str, float],
+               keep_buffers: bool) -> None:  # fmt: skip
+        trainable = self.trainable[k]
+        grads = [tf.zeros(v.shape, v.dtype) if grad is None else tf.convert_to_tensor(grad)
+                 for grad, (_, _, v) in zip(grads, trainable)]  # fmt: skip
+        if first:
+            found: dict[str, dict[str, np.ndarray]] = {}
+            for (name, key, _), grad in zip(trainable, grads):
+                found.setdefault(name, {})[key] = grad.numpy()
+            for name, entry in found.items():
+                self.sink.gradients(name, entry)
+        if not update:
+            return
+        for i, ((_, key, variable), grad) in enumerate(zip(trainable, grads)):
+            weight = tf.convert_to_tensor(variable)
+            lr, mu, wd = (tf.constant(settings[s], weight.dtype) for s in ("lr", "momentum", "weight_decay"))
+            direction = grad + wd * weight if key == "kernel" else grad
+            buffer = self.take_buffer(k, i)
+            buffer = mu * buffer + direction if buffer is not None else mu * tf.zeros_like(direction) + direction
+            variable.assign(weight - lr * buffer)
+            if keep_buffers:
+                self.put_buffer(k, i, buffer)
+
+    def take_buffer(self, k: int, i: int) -> Any:
+        if self.spill is None:
+            return self.buffers.pop((k, i), None)
+        saved = self.spill.take(f"momentum/{k}/{i}")
+        return None if saved is None else tf.convert_to_tensor(saved)
+
+    def put_buffer(self, k: int, i: int, buffer: Any) -> None:
+        if self.spill is None:
+            self.buffers[(k, i)] = buffer
+        else:
+            self.spill.put(f"momentum/{k}/{i}", buffer.numpy())
+
+    def emit_stats(self) -> None:
+        for name, entry in self.variables.items():
+            if "moving_mean" in entry:
+                self.sink.stats(name, {key: numpy_copy(entry[key]) for key in ("moving_mean", "moving_variance")})

@@ -51,12 +51,15 @@ def get_weights(model: keras.Model, arch: Any) -> Weights:
 
 
 def set_weights(model: keras.Model, arch: Any, weights: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-    """Assign every weight; refuse missing, unknown or misshapen entries before assigning any."""
+    """Assign every weight; refuse missing, unknown or misshapen entries before assigning any.
+
+    The values are read again for the assignment, node by node, rather than held converted
+    from the check to the end: a float64 ResNet-152 would otherwise hold a second copy of its
+    0.5 GB of weights (``weights`` may be a mapping that loads each node from disk)."""
     variables = node_variables(model, arch)
     unknown = sorted(set(weights) - set(variables))
     if unknown:
         raise BackendError(f"weights given for nodes the architecture has no weights for: {', '.join(unknown[:5])}")
-    plan: list[tuple[Any, np.ndarray]] = []
     for name, entry in variables.items():
         given = weights.get(name)
         if given is None:
@@ -64,9 +67,10 @@ def set_weights(model: keras.Model, arch: Any, weights: Mapping[str, Mapping[str
         if set(given) != set(entry):
             raise BackendError(f"{name}: weights given for {sorted(given)}, the model holds {sorted(entry)}")
         for key, variable in entry.items():
-            value = np.asarray(given[key])
-            if value.shape != tuple(variable.shape):
-                raise BackendError(f"{name}.{key}: given shape {value.shape}, the model's {tuple(variable.shape)}")
-            plan.append((variable, value.astype(variable.dtype, copy=False)))
-    for variable, value in plan:
-        variable.assign(value)
+            shape = np.shape(given[key])
+            if shape != tuple(variable.shape):
+                raise BackendError(f"{name}.{key}: given shape {shape}, the model's {tuple(variable.shape)}")
+    for name, entry in variables.items():
+        given = weights[name]
+        for key, variable in entry.items():
+            variable.assign(np.asarray(given[key]).astype(variable.dtype, copy=False))

@@ -11,7 +11,7 @@ class attributes); every method imports its submodule, and with it torch, on fir
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -91,3 +91,9 @@ class TorchBackend(TorchCapabilities):
         from .introspect import node_outputs
 
         return node_outputs(model, arch, images)
+
+    def iter_node_outputs(self, model: Any, arch: Architecture, images: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+        """``node_outputs`` one node at a time, in graph order, without holding them all."""
+        from .introspect import iter_node_outputs
+
+        return iter_node_outputs(model, arch, images)

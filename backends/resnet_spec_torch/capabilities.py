@@ -41,12 +41,13 @@ class TorchCapabilities:
 
     def train_probe(
         self, model: Any, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *,
-        steps: int, learning_rate: float, momentum: float, weight_decay: float,
+        steps: int, learning_rate: float, momentum: float, weight_decay: float, **streaming: Any,
     ) -> ProbeResult:  # fmt: skip
+        """``streaming``: ``sink``, ``segments``, ``spill`` (:mod:`resnet_spec.parity.stream`)."""
         from .probe import train_probe
 
         return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
-                           weight_decay=weight_decay)  # fmt: skip
+                           weight_decay=weight_decay, **streaming)  # fmt: skip
 
     # ------------------------------------------------------------------ Trainer
 

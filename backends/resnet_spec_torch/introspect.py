@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -9,7 +10,6 @@ import torch
 from torch import nn
 
 from .model import ResNet
-from .weights import outputs_to_neutral
 
 if TYPE_CHECKING:
     from resnet_spec.pipeline import Architecture
@@ -67,6 +67,17 @@ def node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> di
     Vectors made by flattening a map with more than one cell are reordered from PyTorch's
     (c, h, w) to the graph's (h, w, c) order, the flatten's own output and every element-wise
     node after it alike (norm, dropout, activation): :func:`.weights.outputs_to_neutral`."""
+    return dict(iter_node_outputs(model, arch, images))
+
+
+def iter_node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """:func:`node_outputs` one node at a time, in graph order (the input first): the model's
+    own walk, each value dropped after its last reader, so a deep network's outputs never all
+    exist at once. Each array is a copy, made before the next module runs (modules that work
+    in place overwrite their input). The model's modes are restored when the walk ends or is
+    abandoned."""
+    from .probe import Neutral, walk
+
     net = unwrap(model)
     if not isinstance(net, ResNet):
         raise TypeError(f"expected a model built by the torch backend, got {type(net).__name__}")
@@ -74,12 +85,17 @@ def node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) -> di
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
     if param is not None:
         x = x.to(device=param.device, dtype=param.dtype)
+    neutral = Neutral(arch)
     modes = [(m, m.training) for m in net.modules()]  # restored one by one: some may be frozen in eval
     net.eval()
     try:
-        with torch.inference_mode():
-            values = net.capture(x)
+        yield net.input_name, neutral.output(net.input_name, x)
+        values = {net.input_name: x}
+        for step in net._steps:
+            with torch.inference_mode():  # entered per node: the caller runs between nodes
+                walk(net, [step], values)
+                output = neutral.output(step[0], values[step[0]])
+            yield step[0], output
     finally:
         for module, training in modes:
             module.training = training
-    return outputs_to_neutral(arch, values)
