@@ -30,3 +30,27 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (atomically: a temporary file beside it, then a
+    rename), or None. Tried for real in the target's folder: permissions alone do not say it (root
+    ignores them, a read-only mount or ``/proc`` refuses what they allow)."""
+    if str(path) in ("", "."):
+        return "the output name is empty; give a file name"
+    if path.is_dir():
+        return f"{path} is a directory; give a file name inside it"
+    if path.exists() and not path.is_file():
+        return f"{path} exists and is not a regular file (a device, FIFO or socket); give a file name"
+    parent = path.parent
+    if not parent.exists():
+        return f"{path}: the folder {parent} does not exist; create it first"
+    if not parent.is_dir():
+        return f"{path}: {parent} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        return f"{path}: cannot write in {parent} ({exc.strerror or type(exc).__name__}); choose another output"
+    os.close(fd)
+    os.unlink(probe)
+    return None

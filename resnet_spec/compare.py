@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .diagnostics import printable
 from .plotting import PlotUnavailable, new_figure, output_problem, save
 from .training.run_dir import COLUMNS
 
@@ -72,19 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     problem = _usage_problem(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {printable(problem)}", file=sys.stderr)
         return EXIT_USAGE
     try:
         runs = [read_run(path, label) for path, label in zip(args.runs, _labels(args.runs, args.label))]
     except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_INVALID
     rows = [r.summary() for r in runs]
     if args.output:
         try:
             plot(runs, args.output, x_axis=args.x_axis)
         except PlotUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {printable(exc)}", file=sys.stderr)
             return EXIT_USAGE
     if args.format == "json":
         print(json.dumps({"runs": rows, "plot": str(args.output) if args.output else None}, indent=2))
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(render_table(rows))
         if args.output:
             print(
-                f"\nwrote {args.output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, loss and accuracy against {args.x_axis})"
+                "\n" + printable(f"wrote {args.output} ({len(runs)} run{'s' if len(runs) != 1 else ''}, loss and accuracy against {args.x_axis})")
             )
     return EXIT_OK
 

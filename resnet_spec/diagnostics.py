@@ -11,6 +11,7 @@ a test keeps the two in step.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
@@ -218,3 +219,18 @@ def catalogue_markdown() -> str:
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:
     return json.dumps([d.to_dict() for d in diagnostics], indent=2)
+
+
+_CONTROL = ("Cc", "Cf", "Zl", "Zp")  # control, format (bidi overrides), line and paragraph separators
+
+
+def printable(text: object, keep_newlines: bool = False) -> str:
+    """``text`` with control characters escaped as Python does (``\\x1b``, ``\\n``, ``\\u202e``), so
+    a file name or key cannot move the cursor, recolour the terminal or forge a line."""
+    out = []
+    for ch in str(text):
+        if (ch == "\n" and keep_newlines) or unicodedata.category(ch) not in _CONTROL:
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1] if ch.isascii() or ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+    return "".join(out)

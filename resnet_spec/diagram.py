@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .diagnostics import printable
 from .outline import Block, Outline, Run, Stage, load_outline, shape_text
 from .plotting import PlotUnavailable, new_figure, output_problem, save
 
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     problem = output_problem(args.output, [args.file])
     if problem or not 10 <= args.dpi <= 1200:
-        print(f"error: {problem or f'--dpi {args.dpi}: choose 10 to 1200'}", file=sys.stderr)
+        print(f"error: {printable(problem or f'--dpi {args.dpi}: choose 10 to 1200')}", file=sys.stderr)
         return EXIT_USAGE
     item = load_outline(args.file, args.overrides)
     if item is None:
@@ -64,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         boxes = draw(item, args.output, collapse=collapse, dpi=args.dpi)
     except PlotUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     note = f"{len(item.blocks)} blocks in {boxes} boxes, runs of identical blocks collapsed" if collapse else \
         f"{len(item.blocks)} blocks"  # fmt: skip
-    print(f"wrote {args.output} ({item.name}: {note})")
+    print(printable(f"wrote {args.output} ({item.name}: {note})"))
     return EXIT_OK
 
 

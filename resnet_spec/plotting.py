@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
+from .atomic import atomic_path, unwritable
 
 FORMATS = {".svg": "svg", ".png": "png"}
 
@@ -59,6 +59,9 @@ def output_problem(target: Path, inputs: Iterable[Path | str], formats: Iterable
         return f"{target}: the output must end in {' or '.join(allowed)} (the format follows the suffix)"
     if target.is_dir():
         return f"{target}: is a folder; give a file name, e.g. {target / ('net' + allowed[0])}"
+    problem = unwritable(target)  # a missing or read-only folder, /proc, a device
+    if problem:
+        return problem
     for source in inputs:
         if str(source) != "-" and target.exists() and Path(source).exists() and os.path.samefile(target, source):
             return f"{target}: is one of the inputs; choose another output name"

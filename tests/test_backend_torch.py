@@ -377,7 +377,7 @@ def test_save_load_round_trip_and_tampering(tmp_path: Path) -> None:
     BACKEND.save(model, arch, data, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # nothing half-written left behind
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "resnet-spec/torch" and raw["format_version"] == 1 and raw["hash"] == arch.hash
+    assert raw["format"] == "resnet-spec/torch" and raw["format_version"] == 2 and raw["hash"] == arch.hash
     loaded, meta = BACKEND.load(path)
     assert meta["hash"] == arch.hash and meta["spec"] == data and "state_dict" not in meta
     x = images(arch)

@@ -18,7 +18,16 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from .. import __version__
-from .common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, exit_status_text, print_error
+from ..backends import BackendError
+from .common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_USAGE,
+    CommandError,
+    exit_status_text,
+    print_error,
+)
 from .environment import missing_package_hint, quiet_frameworks
 
 COMMANDS = (
@@ -60,14 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = contextlib.nullcontext() if args.verbose else quiet_frameworks()  # before a command imports TensorFlow
     try:
         with quiet:
-            return int(args.run(args))
+            status = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's last flush
+        return status
     except CommandError as exc:
         print_error(str(exc))
         return exc.status
     except ModuleNotFoundError as exc:
         hint = missing_package_hint(exc)
         if hint is None:
-            raise
+            return _unexpected(exc, args.verbose)
         print_error(hint)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -76,6 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
         return EXIT_BROKEN_PIPE
+    except BackendError as exc:  # a backend's refusal that a command did not catch itself
+        print_error(str(exc))
+        return EXIT_INVALID
+    except OSError as exc:  # a read or write that failed midway (disk full, a folder removed)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or _one_line(exc)}")
+        return EXIT_INVALID
+    except Exception as exc:  # noqa: BLE001 -- a bug: one line, the traceback with --verbose
+        return _unexpected(exc, args.verbose)
+
+
+def _unexpected(exc: BaseException, verbose: bool) -> int:
+    if verbose:
+        raise exc
+    print_error(f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in resnet-spec; "
+                "rerun with --verbose for the traceback and report it)")  # fmt: skip
+    return EXIT_INVALID
 
 
 def command_modules() -> list[ModuleType]:
@@ -102,3 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default,
                         help="show the frameworks' own start-up logging (TensorFlow, absl, XLA), hidden by default")  # fmt: skip
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

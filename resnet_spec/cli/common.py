@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..diagnostics import render_text
+from ..atomic import unwritable
+from ..diagnostics import printable, render_text
 from ..pipeline import Result, validate
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -18,9 +19,9 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2,
 EXIT_STATUSES = (
     (EXIT_OK, "success: every spec valid, the command did what it says"),
     (EXIT_INVALID, ("errors in the input: a spec with errors, a model or run that is refused,\n"
-                   "parity beyond tolerance, a demo below its accuracy")),
-    (EXIT_USAGE, ("usage errors: a bad option, a missing file or package, an unknown backend,\n"
-                 "an output that already exists")),
+                   "parity beyond tolerance, a demo below its accuracy, a write that fails midway")),
+    (EXIT_USAGE, ("usage errors: a bad option, a missing file or package, an unknown or\n"
+                 "uninstalled backend, an output that exists or cannot be written")),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
     (EXIT_BROKEN_PIPE, "standard output closed early (`resnet-spec codes | head`)"),
 )  # fmt: skip
@@ -44,7 +45,13 @@ def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
 
 
 def print_error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)
+
+
+def print_warning(message: str) -> None:
+    print(f"warning: {printable(message)}", file=sys.stderr)
+
+
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -81,8 +88,11 @@ def validated(path: str, overrides: Sequence[str]) -> Result:
 
 def print_problems(result: Result, stream: Any = None) -> None:
     source = result.document.source.text if result.document else None
+    name = result.document.source.file if result.document else None
     for block in render_text(result.report.sorted(), source):
-        print(block, file=stream or sys.stderr)
+        if name:  # a newline in the file name must not start a line of its own
+            block = block.replace(name, printable(name))
+        print(printable(block, keep_newlines=True), file=stream or sys.stderr)
 
 
 def check_input(path: Path, what: str = "file") -> None:
@@ -92,11 +102,16 @@ def check_input(path: Path, what: str = "file") -> None:
 
 def check_output(path: Path, *, suffix: str | None = None, force: bool = False) -> None:
     """Refuse, before any work, an output that would be unusable or would replace something:
-    a folder, a name without the suffix its loader recognises, an existing file without --force."""
+    a folder, a name without the suffix its loader recognises, an existing file without --force,
+    a place that cannot be written (a missing or read-only folder, ``/proc``, a device)."""
     if path.is_dir():
         fail(f"{path} is a directory; give a file name, e.g. {path / ('model' + (suffix or ''))}")
     if suffix and not path.name.endswith(suffix):
         fail(f"{path}: this backend writes {suffix} files (`load` finds the backend by suffix); "
              f"name the output {path.with_name(path.name + suffix) if not path.suffix else path.with_suffix(suffix)}")
+    problem = unwritable(path)
+    if problem:
+        fail(problem)
     if path.exists() and not force:
         fail(f"{path} already exists; choose another output or pass --force to replace it")
+

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_force, add_overrides, check_output, fail, print_problems, validated
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_force,
+    add_overrides,
+    check_output,
+    fail,
+    print_problems,
+    printable,
+    validated,
+)
 
 NAME = "compile"
 HELP = "compile a spec into a saved native model (written atomically)"
@@ -41,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     arch = result.architecture
     output = args.output or Path(Path(args.file).stem + backend.suffix)
     check_output(output, suffix=backend.suffix, force=args.force)
-    model = backend.build(arch)
-    backend.save(model, arch, result.document.data, output)
+    try:
+        model = backend.build(arch)
+        backend.save(model, arch, result.document.data, output)
+    except BackendError as exc:  # a refusal (a spec the backend cannot store): an error, not a usage one
+        fail(str(exc), EXIT_INVALID)
     if args.print_summary:
         print(backend.framework_summary(model))
     trainable, non_trainable = backend.count_params(model)
-    print(f"wrote {output} ({args.backend}: {trainable:,} trainable, {non_trainable:,} non-trainable parameters; {arch.hash[:19]})")
+    print(printable(f"wrote {output} ({args.backend}: {trainable:,} trainable, {non_trainable:,} non-trainable parameters; {arch.hash[:19]})"))
     return EXIT_OK

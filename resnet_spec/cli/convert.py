@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_force, check_input, check_output, fail
+from .common import EXIT_INVALID, EXIT_OK, add_force, check_input, check_output, fail, print_warning, printable
+from .load import backend_of
 
 NAME = "convert"
 HELP = "convert a saved model to another backend, weights and norm statistics included"
@@ -13,6 +14,7 @@ EPILOG = """\
 examples:
   resnet-spec convert resnet20.keras --to torch -o resnet20.pt
   resnet-spec convert resnet20.pt --to keras -o resnet20.keras --force
+  resnet-spec convert old.pt --to torch -o new.pt          re-save a file written without digests
 """
 
 
@@ -25,23 +27,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import parity
-    from ..backends import BackendError, backend_for_file, get_backend
+    from ..backends import BackendError
     from ..pipeline import build_architecture
 
     check_input(args.model)
-    try:
-        target = get_backend(args.target)
-    except BackendError as exc:
-        fail(str(exc))
+    _, target = backend_of(args.output, args.target)
     check_output(args.output, suffix=target.suffix, force=args.force)
+    source_name, source = backend_of(args.model, None)
     try:
-        source_name = backend_for_file(args.model)
-        model, meta = get_backend(source_name).load(args.model)
+        model, meta = source.load(args.model)
+        status = meta.get("integrity") or {}
+        if status.get("status") != "verified":
+            print_warning(status.get("message") or f"{args.model}: no integrity digests")
         arch = build_architecture(meta["spec"])
         converted = target.build(arch)
         parity.transfer(model, source_name, converted, args.target, arch)
         target.save(converted, arch, meta["spec"], args.output)
     except BackendError as exc:
         fail(str(exc), EXIT_INVALID)
-    print(f"wrote {args.output} ({source_name} -> {args.target}, {arch.hash[:19]})")
+    print(printable(f"wrote {args.output} ({source_name} -> {args.target}, {arch.hash[:19]})"))
     return EXIT_OK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EXIT_INVALID, EXIT_OK, add_format, add_overrides, print_json, print_problems, validated
+from .common import EXIT_INVALID, EXIT_OK, add_format, add_overrides, print_json, print_problems, printable, validated
 
 NAME = "summary"
 HELP = "per-block table of output shapes, parameters and MACs of one or more specs"
@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         for index, (name, arch) in enumerate(summaries):
             if len(args.files) > 1:
-                print(("\n" if index else "") + f"== {name}")
+                print(("\n" if index else "") + f"== {printable(name)}")
             print(to_text(arch, per_node=args.nodes))
     return status

@@ -9,7 +9,17 @@ from pathlib import Path
 
 from ..diagnostics import render_json
 from ..pipeline import Result
-from .common import EXIT_INVALID, EXIT_OK, add_format, add_overrides, fail, print_json, print_problems, validated
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_format,
+    add_overrides,
+    fail,
+    print_json,
+    print_problems,
+    printable,
+    validated,
+)
 
 NAME = "validate"
 HELP = "check spec files (or every spec under a folder); exit 1 if any has errors"
@@ -75,8 +85,8 @@ def _print_result(name: str, result: Result, quiet: bool) -> None:
         if not quiet:
             arch = result.architecture
             assert arch is not None
-            print(f"{name}: ok ({arch.params_trainable:,} trainable parameters, {arch.macs / 1e9:.3f} GMACs)")
+            print(f"{printable(name)}: ok ({arch.params_trainable:,} trainable parameters, {arch.macs / 1e9:.3f} GMACs)")
         return
     print_problems(result, sys.stdout)
     count = len(result.report.errors)
-    print(f"{name}: {count} error{'s' if count != 1 else ''}")
+    print(f"{printable(name)}: {count} error{'s' if count != 1 else ''}")

@@ -133,7 +133,7 @@ def read_file(path: Path, limits: ReadLimits) -> Source:
 def _torch_file(path: Path, limits: ReadLimits) -> Source:
     payload = read_pth(path, limits)
     if isinstance(payload, Mapping) and payload.get("format") == TORCH_FORMAT:
-        if payload.get("format_version") != 1:
+        if payload.get("format_version") not in (1, 2):  # 2 adds the integrity record, checked by `load`
             raise WeightsImportError(
                 f"{path}: resnet-spec PyTorch file format {payload.get('format_version')!r} is not supported"
             )
@@ -148,7 +148,7 @@ def _keras_archive(path: Path, limits: ReadLimits) -> Source:
     meta, named = read_keras_archive(path, limits)
     if meta is None:
         return named
-    if not isinstance(meta, dict) or meta.get("format") != 1:
+    if not isinstance(meta, dict) or meta.get("format") not in (1, 2):  # 2 adds the integrity record
         raise WeightsImportError(
             f"{path}: unsupported resnet_spec.json (format {meta.get('format') if isinstance(meta, dict) else '?'})"
         )

@@ -40,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import unwritable
     from ..backends import BackendError, WeightAccess, backend_for_file, get_backend
-    from ..diagnostics import render_text
+    from ..diagnostics import printable, render_text
     from ..pipeline import validate
     from . import import_weights
 
@@ -52,13 +53,17 @@ def run(args: argparse.Namespace) -> int:
             print(block, file=sys.stderr)
         return EXIT_INVALID
     arch, output = checked.architecture, Path(args.output)
+    problem = unwritable(output)  # a folder, a missing or read-only parent, /proc, a device
+    if problem:
+        print(f"error: {printable(problem)}", file=sys.stderr)
+        return EXIT_USAGE
     if output.exists() and not args.force:
-        print(f"error: {output} exists; choose another -o or pass --force to replace it", file=sys.stderr)
+        print(f"error: {printable(output)} exists; choose another -o or pass --force to replace it", file=sys.stderr)
         return EXIT_USAGE
     try:
         backend = get_backend(args.backend or backend_for_file(output))
     except BackendError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(backend, WeightAccess):
         print(f"error: backend '{backend.name}' cannot set weights (no get_weights / set_weights)", file=sys.stderr)
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         backend.set_weights(model, arch, result.complete(backend.get_weights(model, arch)))
         backend.save(model, arch, checked.document.data, output)
     except BackendError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return EXIT_INVALID
     if args.format == "json":
         print(json.dumps({**result.to_json(), "output": str(output), "hash": arch.hash}, indent=2))
@@ -77,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print(result.table())
     print(result.summary())
-    print(f"wrote {output} ({backend.name}, {arch.name}, {arch.hash[:19]})")
+    print(printable(f"wrote {output} ({backend.name}, {arch.name}, {arch.hash[:19]})"))
     return EXIT_OK

@@ -48,7 +48,10 @@ H5_MAGIC = b"\x89HDF\r\n\x1a\n"
 WEIGHTS_MEMBER = "model.weights.h5"
 SPEC_MEMBER = "resnet_spec.json"
 _SEPARATORS = "._/"
-_KERAS3_KINDS: dict[str, Kind] = {"conv2d": "conv", "dense": "dense", "batch_normalization": "norm"}
+# resnet-spec's own Keras models add one class with weights: a batch norm with unbiased running variance.
+_KERAS3_KINDS: dict[str, Kind] = {
+    "conv2d": "conv", "dense": "dense", "batch_normalization": "norm", "unbiased_batch_normalization": "norm",
+}  # fmt: skip
 _NORM_ORDER = {4: ("gamma", "beta", "moving_mean", "moving_variance"), 2: ("moving_mean", "moving_variance")}
 _MAX_NESTING = 16
 
