@@ -210,15 +210,19 @@ PIPED: dict[str, Callable[[dict[str, Path]], list[str]]] = {
     "diff": lambda i: ["diff", str(REPO / "examples" / "resnet20_cifar10.yaml"), str(REPO / "examples" / "resnet56_cifar10.yaml")],
     "validate_json": lambda i: ["validate", str(i["spec"]), "--format", "json"],
     "load": lambda i: ["load", str(i["model"])],
+    "load_json": lambda i: ["load", str(i["model"]), "--format", "json"],
+    "codes_markdown": lambda i: ["codes", "--markdown"],
+    "summary_json": lambda i: ["summary", str(i["spec"]), "--format", "json"],
+    "compile": lambda i: ["compile", str(i["spec"]), "--backend", "torch", "-o", str(i["out"]), "--force"],
 }
 
 
 @pytest.mark.parametrize("command", sorted(PIPED))
-def test_closed_pipe_is_quiet_exit_141(command, inputs, request):
+def test_closed_pipe_is_quiet_exit_141(command, inputs, tmp_path, request):
     """The reader is gone before the command writes (`resnet-spec codes | head -0`): exit 141,
     nothing on standard error (no BrokenPipeError traceback, no 'Exception ignored')."""
-    given = dict(inputs)
-    if command == "load":
+    given = {**inputs, "out": tmp_path / "piped.pt"}
+    if command.startswith("load"):
         given["model"] = request.getfixturevalue("model_pt")
     read, write = os.pipe()
     os.close(read)
@@ -230,6 +234,8 @@ def test_closed_pipe_is_quiet_exit_141(command, inputs, request):
         os.close(write)
     assert run.returncode == EXIT_BROKEN_PIPE, run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-2000:]
+    if command == "compile":  # the file is written before the report that nobody reads
+        assert (tmp_path / "piped.pt").is_file()
 
 
 # ---------------------------------------------------------------------- control characters
