@@ -39,12 +39,18 @@ def tiny(*overrides: str) -> Architecture:
 
 
 def random_weights(arch: Architecture, seed: int = 0) -> Weights:
-    """Every tensor distinct (zeros and ones would hide a swapped assignment)."""
+    """Every tensor distinct (zeros and ones would hide a swapped assignment); running variances
+    positive, as real ones are (a saved model with a negative one is refused)."""
     rng = np.random.default_rng(seed)
     return {
-        name: {key: rng.standard_normal(shape).astype(np.float32) for key, shape in entry.items()}
+        name: {key: _sample(rng, key, shape) for key, shape in entry.items()}
         for name, entry in shapes(arch).items()
     }
+
+
+def _sample(rng: np.random.Generator, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    values = rng.standard_normal(shape).astype(np.float32)
+    return np.abs(values) + np.float32(0.1) if key == "moving_variance" else values
 
 
 def torch_layout(key: str, value: np.ndarray) -> np.ndarray:

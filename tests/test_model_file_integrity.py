@@ -617,3 +617,19 @@ def test_old_format_keras_loads_with_a_warning_and_from_its_spec(keras_good, tmp
     np.testing.assert_array_equal(model(x, training=False).numpy(), reference(x, training=False).numpy())
     activations = [layer.get_config().get("activation") for layer in model.layers if "act" in layer.name]
     assert activations and set(activations) == {"relu"}
+
+
+@pytest.mark.torch
+def test_saving_refuses_what_loading_would_refuse(tmp_path):
+    import torch
+
+    arch = build_architecture(TINY)
+    backend = get_backend("torch")
+    model = backend.build(arch, seed=0)
+    with torch.no_grad():
+        model.get_submodule("stem.norm1").running_var.fill_(-1.0)
+    from resnet_spec.backends import BackendError
+
+    with pytest.raises(BackendError, match="stem.norm1.running_var: 4 of 4 running variances are negative"):
+        backend.save(model, arch, TINY, tmp_path / "bad.pt")
+    assert list(tmp_path.iterdir()) == []

@@ -62,6 +62,7 @@ def save(model: nn.Module, arch: Architecture, spec_data: Mapping[str, Any], pat
         )
     # Contiguous CPU tensors: the file does not depend on the device or memory format used.
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    _check_state(Path(path), state)  # never write a file load() would refuse (NaN, negative variances)
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
