@@ -23,7 +23,7 @@ import json
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -70,7 +70,8 @@ def digest_array(dtype: str, shape: Iterable[int], data: bytes | memoryview) -> 
 
 
 def digest_numpy(array: np.ndarray) -> str:
-    return digest_array(str(array.dtype), array.shape, memoryview(np.ascontiguousarray(array)).cast("B"))
+    flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)  # no copy for a contiguous array
+    return digest_array(str(array.dtype), array.shape, flat.data)
 
 
 def record(parts: Mapping[str, str], tensors: Mapping[str, str]) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def verify(where: str, stored: Any, parts: Mapping[str, str], tensors: Mapping[s
     return {"status": "verified", "parts": len(parts), "tensors": len(tensors)}
 
 
-def _digest_map(value: Any) -> bool:
+def _digest_map(value: Any) -> TypeGuard[Mapping[str, str]]:
     return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 

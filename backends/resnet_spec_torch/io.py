@@ -79,7 +79,7 @@ def save(model: nn.Module, arch: Architecture, spec_data: Mapping[str, Any], pat
 
 def tensor_digest(tensor: torch.Tensor) -> str:
     data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-    return integrity.digest_array(str(tensor.dtype).removeprefix("torch."), tensor.shape, memoryview(data))
+    return integrity.digest_array(str(tensor.dtype).removeprefix("torch."), tensor.shape, data.data)
 
 
 def _parts(payload: Mapping[str, Any], where: str = "the model") -> dict[str, str]:
