@@ -30,6 +30,7 @@ COMMANDS = (
     "compile",
     "load",
     "convert",
+    "export",
     "import_weights",
     "parity",
     "train",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_force, check_input, check_output, fail
+from .common import EXIT_INVALID, EXIT_OK, add_force, check_input, check_output, fail, refuse_training_paths
 
 NAME = "convert"
 HELP = "convert a saved model to another backend, weights and norm statistics included"
@@ -17,7 +17,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model file written by `compile`, `convert` or `train`")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="a model file written by `compile`, `convert`, `import-weights` or `export` "
+                             "(a training run: `resnet-spec export RUN -o FILE` first)")  # fmt: skip
     parser.add_argument("--to", required=True, dest="target", metavar="BACKEND", help="the backend to convert to (keras, torch, ...)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="model file to write, with the target backend's suffix")
     add_force(parser)
@@ -29,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import build_architecture
 
     check_input(args.model)
+    refuse_training_paths(args.model)
     try:
         target = get_backend(args.target)
     except BackendError as exc:

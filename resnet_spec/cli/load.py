@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_format, check_input, fail, print_json
+from .common import EXIT_INVALID, EXIT_OK, add_format, check_input, fail, print_json, refuse_training_paths
 
 NAME = "load"
 HELP = "load a saved model, check its spec hash, print its summary"
@@ -18,7 +18,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model file written by `compile`, `convert` or `train`")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="a model file written by `compile`, `convert`, `import-weights` or `export` "
+                             "(a training run: `resnet-spec export RUN -o FILE` first)")  # fmt: skip
     parser.add_argument("--backend", help="the backend that reads it (default: found from the file suffix)")
     add_format(parser, "{file, backend, name, hash, verified, params_trainable, params_non_trainable}")
 
@@ -27,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError, backend_for_file, get_backend
 
     check_input(args.model)
+    refuse_training_paths(args.model)
     try:
         name = args.backend or backend_for_file(args.model)
         backend = get_backend(name)
