@@ -44,6 +44,11 @@ class FileSide:
 
 def open_side(path: Path, precision: str) -> FileSide:
     """``precision`` applies to a model file; an ONNX file always runs as written (float32)."""
+    from ..exporting import training_path_hint
+
+    hint = training_path_hint(path)
+    if hint:
+        raise FileRefused(hint)
     if path.suffix == ONNX_SUFFIX:
         return _onnx_side(path)
     try:
