@@ -23,7 +23,7 @@ from .training import checkpoint
 
 RUN_FILE, SPEC_FILE = "run.json", "spec.yaml"  # written by resnet_spec.training.commands.train
 LAST, BEST = "checkpoint", "checkpoint-best"  # folders of a run; `train` writes only the latest today
-ONNX_SUFFIX = ".onnx"
+ONNX_SUFFIX, PROGRAM_SUFFIX = ".onnx", ".pt2"
 ONNX_RELATIVE_LIMIT = 1e-5  # max |onnxruntime - torch| / max |torch| on the check batch
 CHECK_BATCH = 3  # not the export's example batch (2): the check also exercises the dynamic batch
 TRAINING_FILES = ("training.pt", "model.weights.h5", "optimizer.npz", "state.json")
@@ -146,6 +146,7 @@ def suffixes() -> dict[str, str]:
         except BackendError:
             continue
     found.setdefault(ONNX_SUFFIX, "onnx")
+    found.setdefault(PROGRAM_SUFFIX, "pt2")
     return found
 
 
@@ -181,6 +182,24 @@ def write_onnx(source: Source, output: Path, opset: int | None = None) -> tuple[
         abs_diff, rel_diff = onnx_difference(tmp, torch_backend, model, source.arch)
         if not rel_diff <= ONNX_RELATIVE_LIMIT:
             raise ExportError(f"{output}: onnxruntime's output differs from PyTorch's by {rel_diff:.3g} relative "
+                              f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
+    return abs_diff, rel_diff
+
+
+def write_program(source: Source, output: Path) -> tuple[float, float]:
+    """A ``torch.export`` archive through the torch backend, loaded back as plain PyTorch loads
+    it and compared with the forward; (max abs, max rel). Beyond the limit, nothing is written."""
+    from .atomic import atomic_path
+    from .parity import compare
+
+    torch_backend = get_backend("torch")
+    model = in_backend(source, "torch")
+    with atomic_path(output) as tmp:
+        torch_backend.export_program(model, source.arch, source.spec_data, tmp)
+        images = check_images(source.arch)
+        abs_diff, rel_diff = compare(torch_backend.predict_program(tmp, images), torch_backend.predict(model, images))
+        if not rel_diff <= ONNX_RELATIVE_LIMIT:
+            raise ExportError(f"{output}: the exported program differs from the network by {rel_diff:.3g} relative "
                               f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
     return abs_diff, rel_diff
 

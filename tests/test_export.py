@@ -219,6 +219,29 @@ def test_load_convert_evaluate_parity_point_a_run_path_to_export(torch_run: Path
     assert "resnet-spec export" in capsys.readouterr().err
 
 
+@pytest.mark.torch
+@needs_torch
+def test_a_pt2_program_loads_in_plain_pytorch_without_resnet_spec(torch_run: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = tmp_path / "digits.pt2"
+    assert main(["export", str(torch_run), "-o", str(out)]) == 0
+    assert "torch.export.load vs the network on a batch of 3: max abs 0, max rel 0" in capsys.readouterr().out
+    images = _images(4)
+    np.save(tmp_path / "images.npy", images)
+    plain = textwrap.dedent(f"""
+        import sys, numpy as np, torch
+        module = torch.export.load({str(out)!r}).module()
+        x = torch.from_numpy(np.load({str(tmp_path / "images.npy")!r}).transpose(0, 3, 1, 2).copy())
+        np.save({str(tmp_path / "out.npy")!r}, module(x).detach().numpy())
+        assert not [m for m in sys.modules if m.startswith("resnet_spec")], "resnet_spec was imported"
+    """)
+    done = subprocess.run([sys.executable, "-c", plain], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          check=False, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = _torch_forward(_torch_checkpoint_model(torch_run), images)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
+
+
 # -- ONNX --------------------------------------------------------------------------------------
 
 

@@ -49,7 +49,7 @@ def export_onnx(model: nn.Module, arch: Any, spec_data: Mapping[str, Any], path:
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, input_names=[INPUT],
-                                        output_names=[OUTPUT], dynamic_shapes={"x": {0: batch}}, verbose=False)  # fmt: skip
+                                        output_names=[OUTPUT], dynamic_shapes=({0: batch},), verbose=False)  # fmt: skip
         except Exception as exc:  # the exporter raises many types; all mean "this network did not export"
             raise BackendError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     proto = program.model_proto
