@@ -175,7 +175,7 @@ def write_onnx(source: Source, output: Path, opset: int | None = None) -> tuple[
     left at ``output``."""
     from .atomic import atomic_path
 
-    torch_backend = get_backend("torch")
+    torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:  # a file that fails the check is never put in place
         torch_backend.export_onnx(model, source.arch, source.spec_data, tmp, opset)
@@ -192,7 +192,7 @@ def write_program(source: Source, output: Path) -> tuple[float, float]:
     from .atomic import atomic_path
     from .parity import compare
 
-    torch_backend = get_backend("torch")
+    torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:
         torch_backend.export_program(model, source.arch, source.spec_data, tmp)

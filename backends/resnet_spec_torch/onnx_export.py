@@ -52,6 +52,8 @@ def export_onnx(model: nn.Module, arch: Any, spec_data: Mapping[str, Any], path:
                                         output_names=[OUTPUT], dynamic_shapes=({0: batch},), verbose=False)  # fmt: skip
         except Exception as exc:  # the exporter raises many types; all mean "this network did not export"
             raise BackendError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    if program is None:  # only when given a file name to write to, which is not done here
+        raise BackendError("torch.onnx.export returned no program")
     proto = program.model_proto
     for key, value in _metadata(arch, spec_data).items():
         entry = proto.metadata_props.add()
