@@ -9,7 +9,7 @@ from pathlib import Path
 from .common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_force, check_output, fail
 
 NAME = "export"
-HELP = "write a trained run's weights as a .pt / .keras model file, or as ONNX (checked with onnxruntime)"
+HELP = "write a trained run's weights as a .pt / .keras model file, a torch.export .pt2, or ONNX (checked with onnxruntime)"
 EPILOG = """\
 examples:
   resnet-spec export runs/digits-torch -o digits.pt
