@@ -96,6 +96,14 @@ class KerasBackend:
         return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
                            weight_decay=weight_decay, **streaming)  # fmt: skip
 
+    # ------------------------------------------------------------------ Export
+
+    def checkpoint_model(self, arch: Architecture, folder: Path) -> Any:
+        """The model of a run's checkpoint folder (weights and norm statistics)."""
+        from .checkpoint import load_model
+
+        return load_model(arch, folder)
+
     # ------------------------------------------------------------------ Trainer
 
     def training_session(self, job: TrainingJob) -> TrainingSession:

@@ -63,3 +63,36 @@ class TorchCapabilities:
         from .inference import predictor
 
         return predictor(arch, weights, preprocessor, execution)
+
+    # ------------------------------------------------------------------ Export
+
+    def checkpoint_model(self, arch: Architecture, folder: Path) -> Any:
+        """The network of a run's checkpoint folder (weights and norm statistics), eval mode, CPU."""
+        from .checkpoint import load_model
+
+        return load_model(arch, folder)
+
+    def export_onnx(self, model: Any, arch: Architecture, spec_data: Mapping[str, Any], path: Path,
+                    opset: int | None = None) -> None:  # fmt: skip
+        """Write ``model`` as ONNX (dynamic batch, NCHW input ``images``); see ``resnet_spec_torch.onnx_export``."""
+        from .onnx_export import DEFAULT_OPSET, export_onnx
+
+        export_onnx(model, arch, spec_data, path, opset=opset or DEFAULT_OPSET)
+
+    def export_program(self, model: Any, arch: Architecture, spec_data: Mapping[str, Any], path: Path) -> None:
+        """Write ``model`` as a ``torch.export`` archive (``.pt2``, dynamic batch); see ``resnet_spec_torch.program``."""
+        from .program import export_program
+
+        export_program(model, arch, spec_data, path)
+
+    def predict_program(self, path: Path, images: np.ndarray) -> np.ndarray:
+        """The output of a ``.pt2`` archive for NHWC ``images``, loaded with ``torch.export.load``."""
+        from .program import predict_program
+
+        return predict_program(path, images)
+
+    def predict(self, model: Any, images: np.ndarray) -> np.ndarray:
+        """One eval-mode forward of a float32 CPU model on NHWC ``images``."""
+        from .onnx_export import predict
+
+        return predict(model, images)

@@ -39,6 +39,7 @@ COMMANDS = (
     "compile",
     "load",
     "convert",
+    "export",
     "import_weights",
     "parity",
     "train",

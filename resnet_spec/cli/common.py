@@ -100,6 +100,15 @@ def check_input(path: Path, what: str = "file") -> None:
         fail(f"{path}: no such {what}")
 
 
+def refuse_training_paths(path: Path) -> None:
+    """A run directory or its checkpoint where a model file is expected: say to export it."""
+    from ..exporting import training_path_hint
+
+    hint = training_path_hint(path)
+    if hint:
+        fail(hint, EXIT_INVALID)
+
+
 def check_output(path: Path, *, suffix: str | None = None, force: bool = False) -> None:
     """Refuse, before any work, an output that would be unusable or would replace something:
     a folder, a name without the suffix its loader recognises, an existing file without --force,

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import EXIT_INVALID, EXIT_OK, add_force, check_input, check_output, fail, print_warning, printable
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_force,
+    check_input,
+    check_output,
+    fail,
+    print_warning,
+    printable,
+    refuse_training_paths,
+)
 from .load import backend_of
 
 NAME = "convert"
@@ -19,7 +29,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model file written by `compile`, `convert` or `train`")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="a model file written by `compile`, `convert`, `import-weights` or `export` "
+                             "(a training run: `resnet-spec export RUN -o FILE` first)")  # fmt: skip
     parser.add_argument("--to", required=True, dest="target", metavar="BACKEND", help="the backend to convert to (keras, torch, ...)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="model file to write, with the target backend's suffix")
     add_force(parser)
@@ -31,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import build_architecture
 
     check_input(args.model)
+    refuse_training_paths(args.model)
     _, target = backend_of(args.output, args.target)
     check_output(args.output, suffix=target.suffix, force=args.force)
     source_name, source = backend_of(args.model, None)

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import EXIT_INVALID, EXIT_OK, add_format, check_input, fail, print_json, print_warning, printable
+from .common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_format,
+    check_input,
+    fail,
+    print_json,
+    print_warning,
+    printable,
+    refuse_training_paths,
+)
 
 if TYPE_CHECKING:
     from ..backends import Backend
@@ -22,7 +32,9 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model file written by `compile`, `convert` or `train`")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="a model file written by `compile`, `convert`, `import-weights` or `export` "
+                             "(a training run: `resnet-spec export RUN -o FILE` first)")  # fmt: skip
     parser.add_argument("--backend", help="the backend that reads it (default: found from the file suffix)")
     add_format(parser, "{file, backend, name, hash, verified, digests, params_trainable, params_non_trainable}")
 
@@ -31,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
 
     check_input(args.model)
+    refuse_training_paths(args.model)
     name, backend = backend_of(args.model, args.backend)
     try:
         model, meta = backend.load(args.model)
