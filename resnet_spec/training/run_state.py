@@ -10,7 +10,9 @@ before any work, and no file that is not the run's own is ever removed.
 The lock: ``run.lock`` in the run directory, held with ``fcntl.flock`` (exclusive, released by
 the kernel when the process ends, however it ends) and holding the holder's pid. A second train
 into the folder fails at once, naming that pid. The file is removed when the run ends; one left
-by a killed run is ignored (nobody holds its lock)."""
+by a killed run is ignored (nobody holds its lock). A process forked while the lock is held (a
+DataLoader worker) closes its copy of the descriptor at once: a flock is shared by every copy,
+and a worker orphaned by a SIGKILL would otherwise hold the folder after its parent died."""
 
 from __future__ import annotations
 
@@ -36,6 +38,18 @@ OWN_PATTERNS = ("events.out.tfevents.*", ".checkpoint.tmp-*", ".checkpoint.old-*
 # Recipe keys that change how a run is carried out, not what it computes: free to change on resume.
 FREE_KEYS = ("execution", "checkpoint_every", "checkpoint_every_epoch", "tensorboard", "on_divergence")
 LOCK_RETRY_SECONDS = 1.0  # a concurrent check holds a shared lock for an instant
+_HELD: set[int] = set()  # descriptors of the locks this process holds (closed in forked children)
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 @dataclass
@@ -112,6 +126,7 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def release(self) -> None:
@@ -119,6 +134,7 @@ class RunLock:
             return
         with contextlib.suppress(OSError):
             self.path.unlink()  # before the unlock: whoever waits then finds no file or a new one
+        _HELD.discard(self._fd)
         os.close(self._fd)
         self._fd = None
 
