@@ -281,3 +281,25 @@ def test_a_run_whose_checkpoints_are_all_damaged_is_not_resumed(data: Path, tmp_
     code, _, err = cli(train_args(data, out, "--resume"), capsys)
     assert_refused(code, err, 1, "no intact checkpoint to resume from", "training.pt differs from its recorded sha256")
     assert snapshot(tmp_path) == before
+
+
+def test_event_files_are_cut_back_to_the_checkpoint(tmp_path: Path) -> None:
+    """Steps 3, 6 and 9 logged, then a kill in the middle of a record: resuming from step 6 leaves
+    steps 3 and 6 in the old file, every record whole (tensorboard's reader checks each CRC)."""
+    pytest.importorskip("tensorboard")
+    from test_training_core import read_scalars
+
+    from resnet_spec.training.run_dir import RunDir
+
+    run = RunDir(tmp_path)
+    for epoch in (1, 2, 3):
+        run.log_epoch({"epoch": epoch, "step": 3 * epoch, "learning_rate": 0.1, "loss": 1.0 / epoch, "accuracy": 0.5,
+                       "seconds": 1.0})  # fmt: skip
+    run.close()
+    (events,) = tmp_path.glob("events.out.tfevents.*")
+    with open(events, "ab") as handle:
+        handle.write(b"\x20\x00\x00\x00\x00\x00\x00\x00half a record")
+    run.truncate_history(2, 6)
+    assert [r["step"] for r in run.history()] == [3, 6]
+    assert read_scalars(events)["loss"] == [(3, 1.0), (6, 0.5)]
+    assert (tmp_path / "metrics.csv").read_text().count("\n") == 3

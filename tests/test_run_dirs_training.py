@@ -175,9 +175,10 @@ def test_sigkill_in_the_first_checkpoint_write_leaves_a_folder_a_fresh_start_acc
     out = tmp_path / "run"
     _kill_inside_the_first_write(data, out, backend)
     assert not (out / "checkpoint").exists() and (out / "run.json").is_file()
-    done = _run(data, out, backend, "--resume")
-    assert_refused(done.returncode, done.stderr, 1, "nothing to resume: the run stopped before its first checkpoint",
-                   "without --resume")  # fmt: skip
+    resume = train_args(data, out, "--resume")
+    resume[resume.index("--backend") + 1] = backend
+    code, _, err = cli(resume, capsys)  # refused before any framework is loaded: in this process
+    assert_refused(code, err, 1, "nothing to resume: the run stopped before its first checkpoint", "without --resume")
     done = _run(data, out, backend)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _steps(out) == [3, 6] and not list(out.glob(".checkpoint.*"))

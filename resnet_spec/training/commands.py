@@ -104,12 +104,12 @@ def evaluate(target: Path, source: str, backend: str | None = None) -> tuple[Eva
     run_file = target / RUN_FILE
     if not run_file.exists():
         raise TrainingError(f"{target}: not a run directory (no {RUN_FILE}); pass the --out folder of `resnet-spec train`")
-    meta = json.loads(run_file.read_text())
+    meta = run_state.read_meta(target) or {}
     arch = build_architecture(target / "spec.yaml")
-    if arch.hash != meta["hash"]:
-        raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta['hash']})")
+    if arch.hash != meta.get("hash"):
+        raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta.get('hash')})")
     dataset = data.load(source, arch.spec)
-    trainer = trainer_for(backend or meta["backend"])
+    trainer = trainer_for(backend or str(meta.get("backend")))
     preprocessor = Preprocessor.from_dict(meta["preprocessor"])
     evaluation = loop.evaluate(trainer, arch, target / "checkpoint", dataset.test, preprocessor)
     return evaluation, dataset.class_names

@@ -74,7 +74,7 @@ def inspect(path: Path, *, arch_hash: str, backend: str, recipe: dict[str, Any],
     _check_parents(path)
     if path.is_dir() and not locked:
         _check_unlocked(path)
-    meta = _read_meta(path)
+    meta = read_meta(path)
     if resume:
         return _inspect_resume(path, meta, arch_hash, backend, recipe, allow_recipe_change)
     if meta is None:
@@ -174,7 +174,7 @@ def write_meta(path: Path, meta: dict[str, Any]) -> None:
 
 
 def update_status(path: Path, status: str) -> None:
-    meta = _read_meta(Path(path))
+    meta = read_meta(Path(path))
     if meta is not None:
         write_meta(path, {**meta, "status": status})
 
@@ -221,7 +221,7 @@ def _recipe_changes(before: Any, now: dict[str, Any]) -> list[str]:
     return found
 
 
-def _read_meta(path: Path) -> dict[str, Any] | None:
+def read_meta(path: Path) -> dict[str, Any] | None:
     file = path / RUN_FILE
     if not file.is_file():
         return None
