@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,20 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with the sha256 of its contents (folders: "dir")."""
+    """Every entry under ``root``: a file's sha256, "dir", a link's target, a FIFO's mode."""
     found: dict[str, str] = {}
     if not root.exists():
         return found
     for path in sorted(root.rglob("*")):
         key = path.relative_to(root).as_posix()
-        found[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_symlink():
+            found[key] = f"link to {os.readlink(path)}"
+        elif path.is_dir():
+            found[key] = "dir"
+        elif path.is_file():
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:  # a FIFO, a socket: never opened (a FIFO would block)
+            found[key] = f"special {path.stat().st_mode:o}"
     return found
 
 

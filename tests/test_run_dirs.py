@@ -50,6 +50,16 @@ def _symlink_to_file(root: Path) -> Path:
     return root / "out"
 
 
+def _broken_symlink(root: Path) -> Path:
+    (root / "out").symlink_to(root / "nowhere")
+    return root / "out"
+
+
+def _fifo(root: Path) -> Path:
+    os.mkfifo(root / "out")
+    return root / "out"
+
+
 def _inside_file(root: Path) -> Path:
     (root / "plain").write_text("x\n")
     return root / "plain" / "run"
@@ -97,6 +107,9 @@ FRESH_REFUSALS = [
     ("a-checkpoint-folder-alone", _with("checkpoint/"), "not a resnet-spec run"),
     ("out-is-a-file", _file, "is a file, not a folder"),
     ("out-is-a-symlink-to-a-file", _symlink_to_file, "is a file, not a folder"),
+    ("out-is-a-broken-symlink", _broken_symlink, "is a broken symbolic link"),
+    ("out-is-a-fifo", _fifo, "is a file, not a folder"),
+    ("out-is-dev-null", lambda root: Path(os.devnull), "is a file, not a folder"),
     ("out-inside-a-file", _inside_file, "is a file, so the run directory cannot be made there"),
     ("a-finished-run", _finished, "already holds a run; use --resume"),
     ("a-run-with-a-checkpoint", _checkpoint_no_result, "already holds a run; use --resume"),

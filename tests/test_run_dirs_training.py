@@ -127,6 +127,16 @@ def test_an_allowed_recipe_change_continues_and_is_recorded(data: Path, tmp_path
     assert "epochs: 3" in (out / "spec.yaml").read_text()
 
 
+@pytest.mark.parametrize("out", ["/proc/resnet-spec-run", "/proc/self/run"], ids=["proc", "proc-self"])
+def test_a_run_directory_that_cannot_be_made_is_one_line(out: str, data: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    pytest.importorskip("torch")
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc")
+    code, _, err = cli(train_args(data, out), capsys)
+    assert_refused(code, err, 1, f"{out}: cannot create the run directory", "choose another --out")
+
+
 # ---------------------------------------------------------------------------- SIGKILL
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -19,15 +19,14 @@ import numpy as np
 
 from ..backends import BackendError, get_backend
 from ..pipeline import Architecture, build_architecture
-from . import data, loop
-from . import run_state
+from . import data, loop, run_state
 from .errors import DataError, TrainingDiverged, TrainingError, TrainingInterrupted
 from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
 from .run_dir import RunDir
 
-__all__ = ["DataError", "TrainingDiverged", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader", "print_evaluation", "train",
-           "trainer_for"]
+__all__ = ["DataError", "TrainingDiverged", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader",
+           "print_evaluation", "train", "trainer_for"]
 
 RUN_FILE = run_state.RUN_FILE
 
@@ -43,8 +42,8 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     training = training_of(arch)
     leader = is_leader()
     run_dir = RunDir(out, tensorboard=training.tensorboard)
-    folder = {"arch_hash": arch.hash, "backend": backend, "recipe": run_state.recipe_of(training), "resume": resume,
-              "allow_recipe_change": allow_recipe_change}  # fmt: skip
+    folder: dict[str, Any] = {"arch_hash": arch.hash, "backend": backend, "recipe": run_state.recipe_of(training),
+                              "resume": resume, "allow_recipe_change": allow_recipe_change}  # fmt: skip
     if leader:
         run_state.inspect(out, **folder)
     trainer = trainer_for(backend)

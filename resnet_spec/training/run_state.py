@@ -68,6 +68,8 @@ def inspect(path: Path, *, arch_hash: str, backend: str, recipe: dict[str, Any],
     :class:`TrainingError` (one line: what, where, what to do) otherwise. ``locked``: this
     process holds the folder's lock."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise TrainingError(f"{path} is a broken symbolic link (to {os.readlink(path)}); choose another --out")
     if path.exists() and not path.is_dir():
         raise TrainingError(f"{path} is a file, not a folder; --out names the run directory to create: choose a new "
                             "folder name")  # fmt: skip
