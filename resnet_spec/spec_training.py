@@ -136,6 +136,8 @@ class Training(SpecModel):
     checkpoint_every: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = None
     """Also checkpoint every this many steps (mid-epoch too: a resumed run continues exactly)."""
     tensorboard: bool = True
+    on_divergence: Literal["stop", "continue"] = "stop"
+    """A non-finite loss stops the run (exit status 1, the last good checkpoint kept) unless `continue`."""
 
     @model_validator(mode="after")
     def _one_duration(self) -> Training:

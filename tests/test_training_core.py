@@ -378,7 +378,8 @@ def test_a_crash_between_the_renames_is_recovered(tmp_path: Path) -> None:
     target = tmp_path / "checkpoint"
     for step in (1, 2):
         checkpoint.save(target, lambda folder, step=step: (folder / "w.txt").write_text(str(step)), {"step": step})
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "checkpoint.previous"]  # the last two kept
+    assert (tmp_path / "checkpoint.previous" / "w.txt").read_text() == "1"
     old = tmp_path / ".checkpoint.old-x"  # the old checkpoint renamed away, the new one not yet in
     old.mkdir()
     target.rename(old / "previous")
@@ -389,7 +390,7 @@ def test_a_crash_between_the_renames_is_recovered(tmp_path: Path) -> None:
     (tmp_path / ".checkpoint.tmp-z").mkdir()  # a crash while writing: no state.json
     assert checkpoint.locate(target) == newer
     assert checkpoint.recover(target) == target and (target / "w.txt").read_text() == "3"
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "checkpoint.previous"]
 
 
 def test_a_failed_write_leaves_the_old_checkpoint_whole(tmp_path: Path) -> None:

@@ -49,10 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="digits (scikit-learn's bundled 8x8 digits), a CIFAR-10/100 python-version folder, "
                              "an image folder (one sub-folder per class), .npz or .h5 (local paths only)")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
-                        help="run directory to create (metrics, curves, checkpoint, TensorBoard events); "
-                             "an existing run is refused unless --resume")  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--out", type=run_dir_path, required=True, metavar="RUN_DIR",
+                        help="run directory to create, new or empty (metrics, curves, checkpoints, TensorBoard "
+                             "events); an existing run is refused unless --resume; locked while training")  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last intact checkpoint")
+    parser.add_argument("--allow-recipe-change", action="store_true",
+                        help="with --resume: continue with this spec's recipe although it differs from the run's "
+                             "(recorded in run.json); without it a changed recipe is refused")  # fmt: skip
     parser.add_argument("--epochs", type=int, help="train this many epochs (instead of the recipe's epochs or iterations)")
     parser.add_argument("--batch-size", type=int, help="images per optimizer step (the recipe's training.batch_size)")
     parser.add_argument("--lr", type=float, metavar="RATE", help="base learning rate (the recipe's training.optimizer.learning_rate)")
@@ -75,6 +78,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines are still printed)")
     add_format(parser, "the run's result: test accuracy, loss, confusion matrix with class names, where its files are")
     add_overrides(parser)
+
+
+def run_dir_path(text: str) -> Path:
+    """--out's value: an empty one would train into the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty RUN_DIR; name the folder to create, e.g. --out runs/first")
+    return Path(text)
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
@@ -110,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
                 resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
                 checkpoint_every=args.checkpoint_every, resume_hint=hint,
+                allow_recipe_change=args.allow_recipe_change,
             )  # fmt: skip
     except BackendError as exc:
         fail(str(exc))
@@ -119,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except (TrainingError, DataError) as exc:
         fail(str(exc), EXIT_INVALID)
+    except OSError as exc:  # a full disk, a folder made read-only while training
+        fail(f"{exc.filename or args.out}: {exc.strerror or exc} (training into {args.out}); its last checkpoint stays",
+             EXIT_INVALID)  # fmt: skip
     if not is_leader():  # another torchrun rank: rank 0 reports
         return EXIT_OK
     outcome = json.loads((args.out / "result.json").read_text())

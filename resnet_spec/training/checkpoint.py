@@ -1,26 +1,38 @@
-"""The run directory's checkpoint folder and its atomic replacement, for every backend.
+"""The run directory's checkpoints: the latest two, each with a digest, replaced atomically, for
+every backend.
+
+    checkpoint/            the latest checkpoint
+    checkpoint.previous/   the one before it (what a damaged latest one falls back to)
 
 A backend writes its files (weights, optimizer, random states: its own formats) into a fresh
-folder; ``state.json`` (step, epochs, the preprocessor, the architecture hash) is written last,
-so its presence marks a complete checkpoint.
+folder; ``state.json`` (step, epochs, the preprocessor, the architecture hash, the sha256 of every
+file the backend wrote and a digest of the state itself) is written last, so its presence marks a
+complete checkpoint, and its digests tell an intact one from a damaged one (flipped bytes, a
+truncated file, an edited state).
 
 Replacement: the new checkpoint is written and fsynced in a temporary sibling
-``.checkpoint.tmp-*``; then the old directory is renamed away (``.checkpoint.old-*``), the new
-one renamed into place, and the old one deleted. A POSIX rename cannot replace a non-empty
-directory in one step, so a crash between the two renames leaves no ``checkpoint/`` but a
-complete sibling: :func:`locate` finds it (highest step wins) and :func:`recover` renames it
-into place. A reader never sees a half-written checkpoint, and the old one is never half
-replaced. Temporaries left by a crash during writing (no ``state.json``) are deleted by the next
-save.
+``.checkpoint.tmp-*``; then the previous one is renamed away (``.checkpoint.old-*``, deleted
+afterwards), the latest renamed to ``checkpoint.previous`` and the new one renamed into place. A
+crash between the renames leaves no ``checkpoint/`` but complete siblings: :func:`choose` finds
+the intact one with the highest step and :func:`recover` renames it into place. A reader never
+sees a half-written checkpoint. Temporaries left by a crash during writing (no ``state.json``)
+are deleted by the next save.
+
+Reading API (kept stable for other commands): :func:`for_evaluation` (the intact checkpoint of a
+run and its state), :func:`locate`, :func:`read_state`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +40,23 @@ from ..backends import BackendError
 from .errors import TrainingError
 
 STATE = "state.json"
-FORMAT = 1
+FORMAT = 2  # 2: file digests and a state digest; 1 (no digests) is still read
+PREVIOUS_SUFFIX = ".previous"
+CORRUPT_SUFFIX = ".corrupt"
+# Tests only: pause (seconds, at most PAUSE_SECONDS) inside the write of the checkpoint of this step,
+# after the backend's files and before state.json, so that a test can kill the run mid-write.
+PAUSE_VARIABLE = "RESNET_SPEC_TEST_PAUSE_IN_CHECKPOINT"
+PAUSE_SECONDS = 120
+Report = Callable[[str], None]
+
+
+def previous_of(target: Path) -> Path:
+    return Path(target).with_name(Path(target).name + PREVIOUS_SUFFIX)
 
 
 def save(target: Path, write: Callable[[Path], None], state: dict[str, Any]) -> None:
-    """Write a checkpoint with ``write(folder)`` (everything but the state), then ``state``, and
-    put it in place of ``target``."""
+    """Write a checkpoint with ``write(folder)`` (everything but the state), then ``state`` with
+    the digests, and put it in place of ``target`` (whose checkpoint becomes the previous one)."""
     target = Path(target)
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -42,62 +65,140 @@ def save(target: Path, write: Callable[[Path], None], state: dict[str, Any]) -> 
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal folder's mode
         write(tmp)
-        (tmp / STATE).write_text(json.dumps({"format": FORMAT, **state}, indent=2), encoding="utf-8")
-        for file in tmp.iterdir():
-            _fsync(file)
+        _pause_for_tests(state)
+        files = {name: _sha256(tmp / name) for name in _files(tmp)}
+        body = {"format": FORMAT, **state, "files": files}
+        (tmp / STATE).write_text(json.dumps({**body, "digest": _state_digest(body)}, indent=2), encoding="utf-8")
+        for name in [*files, STATE]:
+            _fsync(tmp / name)
         _fsync(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
-            os.rename(target, old / "previous")
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        _rotate(target, tmp)
         _fsync(parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _rotate(target: Path, new: Path) -> None:
+    previous = previous_of(target)
+    if target.exists():
+        if previous.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(previous, old / "previous")
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, previous)
+    os.rename(new, target)
+
+
 def read_state(folder: Path) -> dict[str, Any]:
     return json.loads((Path(folder) / STATE).read_text(encoding="utf-8"))
 
 
-def locate(target: Path) -> Path | None:
-    """The complete checkpoint for ``target``: itself or, after a crash between the two renames
-    of :func:`save`, the sibling with the highest step; None when there is none."""
+def problem(folder: Path) -> str | None:
+    """Why the checkpoint in ``folder`` is not intact (one phrase), or None when it is."""
+    folder = Path(folder)
+    if not (folder / STATE).is_file():
+        return f"no {STATE} (an incomplete write)"
+    try:
+        state = read_state(folder)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"{STATE} is unreadable ({type(exc).__name__})"
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        return f"{STATE} holds no step number"
+    version = state.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT:
+        return f"{STATE} is of an unknown format ({version!r})"
+    if version < 2:
+        return None  # written before digests: nothing to verify against
+    if not isinstance(state.get("files"), dict) or state.get("digest") != _state_digest(state):
+        return f"{STATE} does not match its digest (edited or damaged)"
+    for name, digest in sorted(state["files"].items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} differs from its recorded sha256 (damaged)"
+    return None
+
+
+@dataclass
+class Choice:
+    """The checkpoint to use for ``target`` (None: none intact) and why newer ones were passed over."""
+
+    folder: Path | None
+    state: dict[str, Any] | None = None
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+    def describe_rejected(self) -> str:
+        return "; ".join(f"{path}: {reason}" for path, reason in self.rejected)
+
+
+def choose(target: Path) -> Choice:
+    """The intact checkpoint with the highest step among ``target``, its previous one and the
+    complete siblings a crash between the renames of :func:`save` leaves."""
     target = Path(target)
-    if (target / STATE).is_file():
-        return target
-    candidates = [p for p in _siblings(target) if (p / STATE).is_file()]
+    candidates = [target, previous_of(target)]
+    candidates += [p for p in _siblings(target) if (p / STATE).is_file()]
     candidates += [p / "previous" for p in _siblings(target, "old") if (p / "previous" / STATE).is_file()]
-    if not candidates:
+    found: list[tuple[int, Path, dict[str, Any]]] = []
+    rejected: list[tuple[Path, str]] = []
+    for path in candidates:
+        if not path.is_dir():
+            continue
+        reason = problem(path)
+        if reason is None:
+            state = read_state(path)
+            found.append((int(state["step"]), path, state))
+        elif path in (target, previous_of(target)):
+            rejected.append((path, reason))
+    if not found:
+        return Choice(None, None, rejected)
+    _, best, state = max(found, key=lambda item: item[0])
+    # Reported only when a newer one was passed over: a damaged previous one behind an intact latest one is not.
+    return Choice(best, state, [] if best == target else rejected)
+
+
+def locate(target: Path) -> Path | None:
+    """The intact checkpoint for ``target`` (see :func:`choose`); None when there is none."""
+    return choose(target).folder
+
+
+def recover(target: Path, report: Report | None = None) -> Path | None:
+    """Put the checkpoint :func:`choose` finds at ``target`` and return it (None: none intact).
+    A damaged latest checkpoint is set aside as ``checkpoint.corrupt`` (so that the next save
+    cannot push the intact one out) and ``report`` is told, in one line."""
+    target = Path(target)
+    choice = choose(target)
+    if choice.folder is None:
         return None
-    return max(candidates, key=lambda p: int(read_state(p).get("step", -1)))
-
-
-def recover(target: Path) -> Path | None:
-    """Put the checkpoint :func:`locate` finds at ``target`` (when it is a sibling); return it."""
-    found = locate(target)
-    if found is None or found == Path(target):
-        return found
-    if Path(target).exists():
-        shutil.rmtree(target)
-    os.rename(found, target)
+    if choice.rejected and report is not None:
+        report(f"{choice.describe_rejected()}; resuming from {choice.folder} (step {_step_or_none(choice.folder)}) "
+               f"instead; the damaged one is kept as {target.name}{CORRUPT_SUFFIX}")  # fmt: skip
+    if choice.folder == target:
+        return target
+    if target.exists():
+        corrupt = target.with_name(target.name + CORRUPT_SUFFIX)
+        if corrupt.exists():
+            shutil.rmtree(corrupt)
+        os.rename(target, corrupt)
+    os.rename(choice.folder, target)
     _remove_leftovers(target)
-    return Path(target)
+    return target
 
 
-def for_evaluation(path: Path, arch_hash: str) -> tuple[Path, dict[str, Any]]:
-    """The complete checkpoint at ``path`` and its state, checked to be of architecture
-    ``arch_hash``; :class:`BackendError` otherwise."""
-    folder = locate(path)
-    if folder is None:
-        raise BackendError(f"{path}: no complete checkpoint there")
-    state = read_state(folder)
-    if state.get("hash") != arch_hash:
-        raise BackendError(f"{folder}: the checkpoint is of architecture {state.get('hash')}, not {arch_hash}")
-    return folder, state
+def for_evaluation(path: Path, arch_hash: str, report: Report | None = None) -> tuple[Path, dict[str, Any]]:
+    """The intact checkpoint at ``path`` (or, when it is damaged, the previous one: ``report``,
+    standard error by default, is told) and its state, checked to be of architecture
+    ``arch_hash``; :class:`BackendError` otherwise. Nothing is moved."""
+    choice = choose(Path(path))
+    if choice.folder is None or choice.state is None:
+        why = f" ({choice.describe_rejected()})" if choice.rejected else ""
+        raise BackendError(f"{path}: no intact checkpoint there{why}")
+    if choice.rejected:
+        (report or _to_stderr)(f"{choice.describe_rejected()}; using {choice.folder} (step {choice.state['step']})")
+    if choice.state.get("hash") != arch_hash:
+        raise BackendError(f"{choice.folder}: the checkpoint is of architecture {choice.state.get('hash')}, not {arch_hash}")
+    return choice.folder, choice.state
 
 
 def check_resumable(folder: Path, arch_hash: str, steps_per_epoch: int) -> dict[str, Any]:
@@ -112,6 +213,47 @@ def check_resumable(folder: Path, arch_hash: str, steps_per_epoch: int) -> dict[
             f"{steps_per_epoch} (the data or the batch size changed); resume needs the same ones"
         )
     return state
+
+
+def exists_any(target: Path) -> bool:
+    """Whether anything that may be a checkpoint of ``target`` is there, intact or not."""
+    target = Path(target)
+    return target.exists() or previous_of(target).exists()
+
+
+def _to_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _step_or_none(folder: Path) -> int | None:
+    try:
+        step = read_state(folder).get("step")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
+
+
+def _pause_for_tests(state: dict[str, Any]) -> None:
+    wanted = os.environ.get(PAUSE_VARIABLE)
+    if wanted and wanted.strip() == str(state.get("step")):
+        time.sleep(PAUSE_SECONDS)
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != STATE)
+
+
+def _state_digest(state: dict[str, Any]) -> str:
+    body = {k: v for k, v in state.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _siblings(target: Path, kind: str = "tmp") -> list[Path]:

@@ -19,54 +19,72 @@ import numpy as np
 
 from ..backends import BackendError, get_backend
 from ..pipeline import Architecture, build_architecture
-from . import data, loop
-from .errors import DataError, TrainingError, TrainingInterrupted
+from . import data, loop, run_state
+from .errors import DataError, TrainingDiverged, TrainingError, TrainingInterrupted
 from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
 from .run_dir import RunDir
 
-__all__ = ["DataError", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader", "print_evaluation", "train",
-           "trainer_for"]
+__all__ = ["DataError", "TrainingDiverged", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader",
+           "print_evaluation", "train", "trainer_for"]
 
-RUN_FILE = "run.json"
+RUN_FILE = run_state.RUN_FILE
 
 
 def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source: str, out: Path,
           resume: bool = False, execution: dict[str, Any] | None = None, max_steps: int | None = None,
           checkpoint_every: int | None = None, progress: bool = True,
-          on_step: Callable[[int, float, float], None] | None = None, resume_hint: str | None = None) -> Evaluation:  # fmt: skip
+          on_step: Callable[[int, float, float], None] | None = None, resume_hint: str | None = None,
+          allow_recipe_change: bool = False) -> Evaluation:  # fmt: skip
     """Train ``arch`` on ``source`` into ``out``; ``resume_hint`` (the command to type) is added to
-    the message when the run is interrupted."""
+    the message when the run is interrupted. The run directory is checked before the data is
+    read, and created and locked (:mod:`.run_state`) only once the data is good."""
     training = training_of(arch)
     leader = is_leader()
     run_dir = RunDir(out, tensorboard=training.tensorboard)
+    folder: dict[str, Any] = {"arch_hash": arch.hash, "backend": backend, "recipe": run_state.recipe_of(training),
+                              "resume": resume, "allow_recipe_change": allow_recipe_change}  # fmt: skip
     if leader:
-        _check_run_dir(run_dir, arch, backend, resume)
+        run_state.inspect(out, **folder)
     trainer = trainer_for(backend)
     dataset = data.load(source, arch.spec)
     job = TrainingJob.prepare(arch, dataset, run_dir, spec_data=spec_data, execution=execution, resume=resume,
                               progress=progress, max_steps=max_steps, on_step=on_step,
                               checkpoint_every=checkpoint_every)  # fmt: skip
-    if leader and not resume:
-        run_dir.write_spec(spec_data)
-        (run_dir.path / RUN_FILE).write_text(json.dumps({"backend": backend, "hash": arch.hash, "data": source,
-                                                         "preprocessor": job.preprocessor.to_dict()}))  # fmt: skip
+    lock = None
+    if leader:
+        meta = {"backend": backend, "hash": arch.hash, "data": source, "preprocessor": job.preprocessor.to_dict()}
+        lock = run_state.open_run(out, **folder, meta=meta)
     try:
-        result = loop.train(trainer, job)
+        if leader and (not resume or allow_recipe_change):
+            run_dir.write_spec(spec_data)  # on an allowed recipe change: the recipe the run continues with
+        result = _run_loop(trainer, job, run_dir, resume_hint)
+        if leader:
+            run_dir.write_result({
+                "backend": backend, "test_accuracy": result.accuracy, "test_loss": result.loss,
+                **result.to_dict(dataset.class_names), "plot": str(run_dir.path / "curves.png"),
+                "checkpoint": str(run_dir.checkpoint), "hash": arch.hash,
+            })  # fmt: skip
+            run_state.update_status(out, "finished")
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_loop(trainer: Trainer, job: TrainingJob, run_dir: RunDir, resume_hint: str | None) -> Evaluation:
+    try:
+        return loop.train(trainer, job)
     except TrainingInterrupted as stopped:
         hint = f"; resume with: {resume_hint}" if resume_hint else ""
         raise TrainingInterrupted(f"{stopped}{hint}", stopped.step) from None
+    except TrainingDiverged:
+        if is_leader():
+            run_state.update_status(run_dir.path, "diverged")
+        raise
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"stopped at once (a second Ctrl-C), without a checkpoint of this step; --resume "
                                   f"continues from the last one in {run_dir.checkpoint}", -1) from None  # fmt: skip
-    if not leader:
-        return result
-    run_dir.write_result({
-        "backend": backend, "test_accuracy": result.accuracy, "test_loss": result.loss,
-        **result.to_dict(dataset.class_names), "plot": str(run_dir.path / "curves.png"),
-        "checkpoint": str(run_dir.checkpoint), "hash": arch.hash,
-    })  # fmt: skip
-    return result
 
 
 def is_leader() -> bool:
@@ -85,12 +103,12 @@ def evaluate(target: Path, source: str, backend: str | None = None) -> tuple[Eva
     run_file = target / RUN_FILE
     if not run_file.exists():
         raise TrainingError(f"{target}: not a run directory (no {RUN_FILE}); pass the --out folder of `resnet-spec train`")
-    meta = json.loads(run_file.read_text())
+    meta = run_state.read_meta(target) or {}
     arch = build_architecture(target / "spec.yaml")
-    if arch.hash != meta["hash"]:
-        raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta['hash']})")
+    if arch.hash != meta.get("hash"):
+        raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta.get('hash')})")
     dataset = data.load(source, arch.spec)
-    trainer = trainer_for(backend or meta["backend"])
+    trainer = trainer_for(backend or str(meta.get("backend")))
     preprocessor = Preprocessor.from_dict(meta["preprocessor"])
     evaluation = loop.evaluate(trainer, arch, target / "checkpoint", dataset.test, preprocessor)
     return evaluation, dataset.class_names
@@ -102,21 +120,6 @@ def trainer_for(name: str) -> Trainer:
     if not isinstance(backend, Trainer):
         raise BackendError(f"backend '{name}' cannot train (it has no training_session/predictor)")
     return backend
-
-
-def _check_run_dir(run_dir: RunDir, arch: Architecture, backend: str, resume: bool) -> None:
-    run_file = run_dir.path / RUN_FILE
-    if resume:
-        if not run_file.exists():
-            raise TrainingError(f"{run_dir.path}: nothing to resume (no {RUN_FILE})")
-        meta = json.loads(run_file.read_text())
-        if meta["hash"] != arch.hash or meta["backend"] != backend:
-            raise TrainingError(
-                f"{run_dir.path} was trained with backend {meta['backend']} and architecture {meta['hash'][:19]}; "
-                f"resume needs the same spec and backend"
-            )
-    elif run_file.exists():
-        raise TrainingError(f"{run_dir.path} already holds a run; use --resume to continue it or choose another --out")
 
 
 def print_evaluation(evaluation: Evaluation, class_names: list[str], stream: Any = None) -> None:

@@ -19,3 +19,8 @@ class TrainingInterrupted(TrainingError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite (``training.on_divergence: stop``); the message names the
+    step and the last good checkpoint, which the diverged weights never replaced."""

@@ -10,6 +10,7 @@ every rank, and only the chief (rank 0) writes the run directory and prints.
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from typing import Any, Self
 import numpy as np
 
 from . import checkpoint
-from .errors import TrainingError, TrainingInterrupted
+from .errors import TrainingDiverged, TrainingError, TrainingInterrupted
 from .job import Evaluation, Predictor, Trainer, TrainingJob, TrainingSession, describe_epoch, epoch_row, score_all
 from .preprocess import Preprocessor
 from .schedule import learning_rate
@@ -30,6 +31,9 @@ from .sources import Split
 
 PROGRESS_SECONDS = 0.5
 STOP_POLL_STEPS = 10  # several processes agree on stopping every this many steps (a collective)
+# The loss is checked for NaN / infinity every this many steps (a device read; a collective under
+# several processes), at every epoch's end and before every checkpoint.
+DIVERGENCE_POLL_STEPS = 10
 
 
 def train(trainer: Trainer, job: TrainingJob) -> Evaluation:
@@ -77,19 +81,23 @@ class _Run:
         stop = self.plan.total if job.max_steps is None else min(self.plan.total, job.max_steps)
         self.stop = max(stop, 0)
         self.saved_at = -1
+        self.finite_at = 0  # the loss was finite up to this step (0: nothing checked yet)
+        self.warned = False
 
     # -------------------------------------------------------------- resume
 
     def resume(self) -> None:
         target = self.job.run_dir.checkpoint
-        found = checkpoint.recover(target) if self.chief else checkpoint.locate(target)
+        found = checkpoint.recover(target, _warn) if self.chief else checkpoint.locate(target)
         shared = self.session.broadcast(str(found) if found is not None else None)
         if shared is None:
-            raise TrainingError(f"{self.job.run_dir.path}: nothing to resume (no complete checkpoint)")
+            choice = checkpoint.choose(target)
+            why = f": {choice.describe_rejected()}" if choice.rejected else " (no complete checkpoint)"
+            raise TrainingError(f"{self.job.run_dir.path}: nothing to resume{why}; start afresh without --resume")
         folder = Path(shared)
         state = checkpoint.check_resumable(folder, self.job.arch.hash, self.plan.steps_per_epoch)
         self.session.restore(folder, state)
-        self.step = self.saved_at = int(state["step"])
+        self.step = self.saved_at = self.finite_at = int(state["step"])
         self.session.set_metric_sums(np.asarray(state["epoch_sums"], np.float64))
         if self.chief:
             self.job.run_dir.truncate_history(self.step // self.plan.steps_per_epoch, self.step)
@@ -119,6 +127,8 @@ class _Run:
                     if job.on_step is not None:
                         job.on_step(self.step - 1, rate, session.last_loss())
                     bar.update(1)
+                    if self.step % DIVERGENCE_POLL_STEPS == 0 or self.step == self.stop:
+                        self._poll_divergence()
                     if not bar.disable and time.perf_counter() - shown > PROGRESS_SECONDS:
                         bar.set_postfix(_postfix(session.running_sums(), rate), refresh=False)
                         shown = time.perf_counter()
@@ -141,6 +151,44 @@ class _Run:
                     close()
                 bar.close()
 
+    # -------------------------------------------------------------- divergence
+
+    def _poll_divergence(self) -> None:
+        loss_sum = float(self.session.running_sums()[0])
+        bad = not math.isfinite(loss_sum)
+        if self.session.world > 1:
+            bad = self.session.agree(bad)
+        self._check_finite(loss_sum if bad else 0.0)
+
+    def _check_finite(self, loss_sum: float) -> None:
+        """Stop (``on_divergence: stop``) or warn once when ``loss_sum`` (this epoch's) is not finite."""
+        if math.isfinite(loss_sum):
+            self.finite_at = self.step
+            return
+        if self.job.training.on_divergence == "continue":
+            if self.chief and not self.warned:
+                print(f"warning: {self._divergence(loss_sum)}; training on (training.on_divergence: continue)",
+                      file=sys.stderr)  # fmt: skip
+            self.warned = True
+            return
+        raise TrainingDiverged(
+            f"{self._divergence(loss_sum)}; {self._last_good()}; lower the learning rate (or add warmup) and "
+            "resume, or set training.on_divergence: continue to train on regardless"
+        )  # fmt: skip
+
+    def _divergence(self, loss_sum: float) -> str:
+        first = self.finite_at + 1
+        where = f"at step {self.step}" if first >= self.step else f"in steps {first}-{self.step}"
+        epoch = (self.step - 1) // self.plan.steps_per_epoch + 1
+        value = "NaN" if math.isnan(loss_sum) else "infinite"
+        return f"training diverged: the loss became {value} {where} (epoch {epoch})"
+
+    def _last_good(self) -> str:
+        if self.saved_at < 0:
+            return "no checkpoint was saved before it"
+        return (f"the last good checkpoint, {self.job.run_dir.checkpoint} (step {self.saved_at}), is kept: "
+                "--resume continues from it")  # fmt: skip
+
     def _stopping(self, requested: bool) -> bool:
         if self.session.world == 1:
             return requested
@@ -159,6 +207,7 @@ class _Run:
     def _end_epoch(self, rate: float, seconds: float, bar: Any) -> np.ndarray:
         self.session.synchronize()
         sums = self.session.metric_sums()
+        self._check_finite(float(sums[0]))
         if self.chief:
             row = epoch_row(self.step // self.plan.steps_per_epoch + (self.step % self.plan.steps_per_epoch > 0),
                             self.step, rate, sums, seconds)  # fmt: skip
@@ -177,6 +226,7 @@ class _Run:
         session, job = self.session, self.job
         session.synchronize()
         sums = session.metric_sums() if sums is None else sums
+        self._check_finite(float(sums[0]))  # never a checkpoint of diverged weights (in place of a good one)
         writer = session.checkpoint_writer()
         state = {
             "backend": session.backend, "hash": job.arch.hash, "step": self.step,
@@ -204,6 +254,10 @@ def _progress(job: TrainingJob, chief: bool, start: int, stop: int, epochs: int)
 def _postfix(sums: np.ndarray, rate: float) -> dict[str, str]:
     loss_sum, correct, seen = (float(v) for v in sums)
     return {"loss": f"{loss_sum / max(seen, 1):.4f}", "acc": f"{correct / max(seen, 1):.2%}", "lr": f"{rate:.3g}"}
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 class _StopRequest:

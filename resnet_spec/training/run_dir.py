@@ -7,8 +7,10 @@
       metrics.jsonl          the same, one JSON object per line
       events.out.tfevents.*  TensorBoard scalars (tensorboardX; no TensorFlow needed)
       curves.png             loss and accuracy curves
-      checkpoint/            the latest checkpoint (backend files + state.json), replaced atomically
+      checkpoint/            the latest checkpoint (backend files + state.json with their digests)
+      checkpoint.previous/   the one before it (used when the latest one is damaged)
       result.json            final test accuracy and where everything is
+      run.lock               while a train runs: its pid (an exclusive lock, see .run_state)
 
 Only the chief process (rank 0) creates and writes it (:meth:`RunDir.create`).
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 from .. import loader
 from ..atomic import atomic_path
+from . import events
 from .events import EventWriter
 
 COLUMNS = ["epoch", "step", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
@@ -63,10 +66,13 @@ class RunDir:
         """On resume from ``step``: forget the epochs logged after the checkpoint's ``epochs``, and
         have TensorBoard forget the scalars logged after ``step``."""
         kept = [row for row in self.history() if row["epoch"] <= epochs]
-        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        with atomic_path(self.path / "metrics.jsonl") as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         self._rewrite_csv(kept)
-        self._purge_step = step + 1
         self.close()  # the next scalars go to a new event file, which starts with the purge
+        self._purge_step = step + 1
+        if any(self.path.glob("events.out.tfevents.*")):
+            events.truncate(self.path, step)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.create()
@@ -84,7 +90,7 @@ class RunDir:
             self._writer = None
 
     def _rewrite_csv(self, rows: list[dict[str, Any]]) -> None:
-        with open(self.path / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(self.path / "metrics.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
