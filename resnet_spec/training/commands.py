@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backends import BackendError, get_backend
 from ..pipeline import Architecture, build_architecture
-from . import data, loop
+from . import data, fine_tune, loop
 from .errors import DataError, TrainingError, TrainingInterrupted
 from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
@@ -34,23 +34,32 @@ RUN_FILE = "run.json"
 def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source: str, out: Path,
           resume: bool = False, execution: dict[str, Any] | None = None, max_steps: int | None = None,
           checkpoint_every: int | None = None, progress: bool = True,
-          on_step: Callable[[int, float, float], None] | None = None, resume_hint: str | None = None) -> Evaluation:  # fmt: skip
+          on_step: Callable[[int, float, float], None] | None = None, resume_hint: str | None = None,
+          init_from: Path | None = None) -> Evaluation:  # fmt: skip
     """Train ``arch`` on ``source`` into ``out``; ``resume_hint`` (the command to type) is added to
-    the message when the run is interrupted."""
+    the message when the run is interrupted. ``init_from``: start from the weights of a model
+    file, a run directory or a foreign weights file (:mod:`.fine_tune`; not read on resume, where
+    the checkpoint holds the weights)."""
     training = training_of(arch)
     leader = is_leader()
     run_dir = RunDir(out, tensorboard=training.tensorboard)
     if leader:
         _check_run_dir(run_dir, arch, backend, resume)
     trainer = trainer_for(backend)
+    init = fine_tune.import_start(arch, Path(init_from)) if init_from is not None and not resume else None
     dataset = data.load(source, arch.spec)
     job = TrainingJob.prepare(arch, dataset, run_dir, spec_data=spec_data, execution=execution, resume=resume,
                               progress=progress, max_steps=max_steps, on_step=on_step,
-                              checkpoint_every=checkpoint_every)  # fmt: skip
+                              checkpoint_every=checkpoint_every, init=init)  # fmt: skip
+    if leader and init is not None:
+        print("\n".join(fine_tune.start_report(arch, init, training)))
+    elif leader and training.freeze and not resume:
+        print(fine_tune.frozen_line(arch, training))
     if leader and not resume:
         run_dir.write_spec(spec_data)
         (run_dir.path / RUN_FILE).write_text(json.dumps({"backend": backend, "hash": arch.hash, "data": source,
-                                                         "preprocessor": job.preprocessor.to_dict()}))  # fmt: skip
+                                                         "preprocessor": job.preprocessor.to_dict(),
+                                                         **({"init_from": str(init_from)} if init else {})}))  # fmt: skip
     try:
         result = loop.train(trainer, job)
     except TrainingInterrupted as stopped:
