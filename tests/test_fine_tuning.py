@@ -225,6 +225,23 @@ def test_backends_take_the_same_fine_tuning_steps(tmp_path: Path) -> None:
 
 
 @pytest.mark.torch
+def test_a_state_dict_of_one_block_stages_finds_its_blocks_below_the_stages(tmp_path: Path) -> None:
+    """``stage2`` holds the same shapes as ``stage2.block0`` when a stage has one block: the
+    blocks are the containers where the shortcut can be told from the branch."""
+    from resnet_spec.importing import import_weights
+
+    source = tmp_path / "reference.pth"
+    before = _neutral(_source_state_dict(source))
+    result = import_weights(resnet_spec.build_architecture(DIGITS), source, classifier="auto")
+    assert result.method == "names" and result.new == ["head.classifier"]
+    assert result.matched["stage2.block0.shortcut.conv"] == {"kernel": "stage2.block0.shortcut.conv.weight"}
+    assert result.matched["stage2.block0.conv1"] == {"kernel": "stage2.block0.conv1.weight"}
+    for node, entry in result.weights.items():
+        for key, value in entry.items():
+            np.testing.assert_array_equal(value, before[f"{node}.{key}"], err_msg=f"{node}.{key}")
+
+
+@pytest.mark.torch
 def test_a_source_that_does_not_fit_fails_with_the_importers_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "reference.pth"
     _source_state_dict(source)
@@ -287,6 +304,6 @@ def test_keras_fine_tunes_a_pretrained_run_to_97_percent(tmp_path: Path, capsys:
     pretrained = _pretrain(tmp_path, "keras")
     before = _checkpoint_weights(pretrained)
     tuned = _fine_tune(tmp_path, "keras", pretrained, capsys)
-    assert "matched by its dataflow" in tuned["out"] and "checkpoint at step" in tuned["out"]
+    assert "matched by its dataflow" in tuned["out"] and f"{pretrained}, its checkpoint at step" in tuned["out"]
     assert tuned["accuracy"] >= 0.97, tuned["accuracy"]
     _assert_frozen_unchanged(before, tuned["weights"])

@@ -46,7 +46,7 @@ def read_run_dir(path: Path, limits: ReadLimits) -> GraphSource:
     if backend not in WEIGHT_FILES:
         raise WeightsImportError(f"{path}: a checkpoint of backend {backend!r}; runs of torch and keras can be read")
     name, framework = WEIGHT_FILES[backend]
-    where = f"{path} (checkpoint at step {state.get('step')})"
+    where = f"{path}, its checkpoint at step {state.get('step')}"
     document = loader.load_file(path / "spec.yaml")
     if not document.ok:
         raise WeightsImportError(f"{path}: its spec.yaml does not load: {document.diagnostics[0].message}")
@@ -55,7 +55,7 @@ def read_run_dir(path: Path, limits: ReadLimits) -> GraphSource:
         units = units_from_state_dict(arrays, "").units
     else:
         units = read_h5(folder / name, limits).units
-    return from_model_file(where, document.data, stored_hash, units, f"{framework} run")
+    return from_model_file(where, document.data, stored_hash, units, framework)
 
 
 def _json(file: Path) -> dict[str, Any]:
