@@ -15,7 +15,7 @@ trainable parameter. The learning rate is set on every group before each step
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,7 +50,7 @@ def parameter_groups(model: nn.Module, arch: Architecture, weight_decay: float, 
 def freeze(model: nn.Module, nodes: Iterable[str]) -> list[nn.Module]:
     """Stop the weight nodes ``nodes`` from training; return their batch norms, which
     :func:`hold_statistics` keeps in eval mode (running statistics used, never updated)."""
-    norms = []
+    norms: list[nn.Module] = []
     for name in nodes:
         module = model.get_submodule(name)
         for p in module.parameters():
@@ -61,7 +61,7 @@ def freeze(model: nn.Module, nodes: Iterable[str]) -> list[nn.Module]:
     return norms
 
 
-def hold_statistics(norms: list[nn.Module]) -> None:
+def hold_statistics(norms: Sequence[nn.Module]) -> None:
     """Frozen batch norms back in eval mode: ``model.train()`` (anyone's) would switch them on."""
     for module in norms:
         module.training = False

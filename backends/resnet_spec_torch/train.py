@@ -250,7 +250,7 @@ class TorchSession:
         return cast(str | None, gather_objects(value, self.setup)[0])
 
     def synchronize(self) -> None:
-        average_buffers(self.model, self.setup)
+        average_buffers(self.model, self.setup, self.frozen_norms)
 
     # -------------------------------------------------------------- checkpoints
 
