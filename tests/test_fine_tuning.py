@@ -254,6 +254,26 @@ def test_a_source_that_does_not_fit_fails_with_the_importers_message(tmp_path: P
     assert not run.exists()  # refused before the run directory is created
 
 
+@pytest.mark.torch
+def test_a_model_file_of_the_same_classes_keeps_its_classifier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``import-weights -o model.pt`` writes a resnet-spec model file; ``--init-from`` reads it by
+    its stored graph, classifier included (the classes agree), and trains with stage 1 frozen."""
+    source = tmp_path / "reference.pth"
+    before = _neutral(_source_state_dict(source))
+    model = tmp_path / "digits12.pt"
+    assert main(["import-weights", str(DIGITS), str(source), "-o", str(model), "--set", "classes=12"]) == 0
+    run = tmp_path / "run"
+    code = main(["train", str(DIGITS), "--backend", "torch", "--data", "digits", "--out", str(run), "--no-progress",
+                 "--init-from", str(model), "--set", "classes=12", "--set", FREEZE, "--max-steps", "2"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "matched by its dataflow" in out and "initialized fresh" not in out and "frozen: stem, stage1" in out
+    after = _checkpoint_weights(run)
+    _assert_frozen_unchanged(before, after)
+    assert not np.array_equal(after["head.classifier.kernel"], before["head.classifier.kernel"])  # imported, then trained
+    assert np.abs(after["head.classifier.kernel"] - before["head.classifier.kernel"]).max() < 0.05
+
+
 # ---------------------------------------------------------------------------- the whole flow, per backend
 
 
