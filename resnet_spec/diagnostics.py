@@ -97,6 +97,7 @@ CODES: dict[str, CodeInfo] = {
     "RS302": CodeInfo("schedule values", "A piecewise schedule needs one more value than boundaries."),
     "RS303": CodeInfo("augmentation", "An augmentation setting does not fit the input."),
     "RS304": CodeInfo("preprocessing", "A preprocessing mode does not fit the input (for example `caffe` needs 3 channels)."),
+    "RS305": CodeInfo("frozen part", "`training.freeze` names a part the network does not have (it has `stem`, `stage1` .. `stageN` and `backbone`)."),
     # RS9xx: warnings and notes
     "RS901": CodeInfo("unusual setting", "A legal but unusual setting that is often a mistake."),
 }

@@ -23,6 +23,10 @@ class Optimizer(SpecModel):
     term of weight_decay / 2); adamw: decoupled decay. Applies to `weight_decay_applies_to`."""
     weight_decay_applies_to: Literal["kernels", "all"] = "kernels"
     """kernels: conv and dense kernels only (as Keras regularizers); all: every trainable parameter."""
+    head_lr_multiplier: Annotated[float, Field(gt=0.0, le=1e4)] = 1.0
+    """The head's layers (the spec's `head`: its classifier and any dense or norm layers) learn at
+    this multiple of the scheduled learning rate (fine-tuning: e.g. 10 for a new classifier on a
+    pretrained network); every other layer at the rate itself."""
 
 
 class PiecewiseSchedule(SpecModel):
@@ -138,6 +142,10 @@ class Training(SpecModel):
     tensorboard: bool = True
     on_divergence: Literal["stop", "continue"] = "stop"
     """A non-finite loss stops the run (exit status 1, the last good checkpoint kept) unless `continue`."""
+    freeze: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=64)] = []  # noqa: RUF012 -- pydantic copies defaults per instance
+    """Parts of the network that do not train: `stem`, `stage1` .. `stageN`, or `backbone` (the
+    stem and every stage). Their weights and their batch-norm statistics stay as they start
+    (`train --init-from`); their batch norms normalize with those statistics."""
 
     @model_validator(mode="after")
     def _one_duration(self) -> Training:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from .diagnostics import Diagnostic
 from .spec import PiecewiseSchedule, ResNetSpec
 
@@ -41,7 +43,28 @@ def check(spec: ResNetSpec) -> list[Diagnostic]:
             "RS303", f"random_crop_padding {crop} is larger than the input ({spec.input.height}x{spec.input.width})",
             key_path=("training", "augmentation", "random_crop_padding"),
         ))  # fmt: skip
-    found += _resized_crop(spec) + _normalization(spec) + _resize(spec)
+    found += _resized_crop(spec) + _normalization(spec) + _resize(spec) + _freeze(spec)
+    return found
+
+
+def frozen_parts(spec: ResNetSpec) -> list[str]:
+    """The names ``training.freeze`` accepts, in network order."""
+    return ["stem", *(f"stage{i}" for i in range(1, len(spec.stages) + 1)), "backbone"]
+
+
+def _freeze(spec: ResNetSpec) -> list[Diagnostic]:
+    assert spec.training is not None
+    known = frozen_parts(spec)
+    found = []
+    for index, name in enumerate(spec.training.freeze):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        found.append(Diagnostic(
+            "RS305", f"freeze: '{name}' is not a part of this network (it has {', '.join(known)})",
+            hint=f"{hint}the head always trains; stages count from 1", key_path=("training", "freeze", index),
+        ))  # fmt: skip
     return found
 
 

@@ -14,11 +14,14 @@ variables, ``tf.distribute`` all-reduce and per-device updates, XLA, loss scalin
 * ``adamw``: ``w *= 1 - lr * wd`` first (decoupled), then Adam on ``g``.
 
 Weight decay applies to the variables ``weight_decay_applies_to`` names: ``kernels`` (conv and
-dense kernels, the variables named ``kernel``) or ``all`` trainable ones.
+dense kernels, the variables named ``kernel``) or ``all`` trainable ones. The head's variables
+(``head``, by path) learn at ``head_lr_multiplier`` times the rate, as if it were their own
+``learning_rate`` (Keras has no parameter groups; PyTorch's group ``lr`` is the same product).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import keras
@@ -30,7 +33,8 @@ from resnet_spec.spec import Optimizer as OptimizerSettings
 class TorchFormOptimizer(keras.optimizers.Optimizer):
     def __init__(self, kind: str = "sgd", learning_rate: float = 0.1, momentum: float = 0.0,
                  nesterov: bool = False, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-                 weight_decay: float = 0.0, decay: str = "kernels", name: str = "torch_form", **kwargs: Any):  # fmt: skip
+                 weight_decay: float = 0.0, decay: str = "kernels", head_lr_multiplier: float = 1.0,
+                 head: Iterable[str] = (), name: str = "torch_form", **kwargs: Any):  # fmt: skip
         # The base class' own weight_decay (decoupled, every variable) stays off: decay is
         # applied in update_step, in the form and on the variables the contract says.
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -39,17 +43,22 @@ class TorchFormOptimizer(keras.optimizers.Optimizer):
         self.kind, self.momentum, self.nesterov = kind, float(momentum), bool(nesterov)
         self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
         self.decay_rate, self.decay_applies_to = float(weight_decay), decay
+        self.head_lr_multiplier, self.head = float(head_lr_multiplier), frozenset(head)  # head: variable paths
 
     @classmethod
-    def from_settings(cls, settings: OptimizerSettings) -> TorchFormOptimizer:
+    def from_settings(cls, settings: OptimizerSettings, head: Iterable[str] = ()) -> TorchFormOptimizer:
+        """``head``: the paths of the variables (``head.classifier/kernel``) that learn at
+        ``settings.head_lr_multiplier`` times the rate."""
         return cls(settings.kind, settings.learning_rate, settings.momentum, settings.nesterov, settings.beta1,
-                   settings.beta2, settings.epsilon, settings.weight_decay, settings.weight_decay_applies_to)  # fmt: skip
+                   settings.beta2, settings.epsilon, settings.weight_decay, settings.weight_decay_applies_to,
+                   settings.head_lr_multiplier, head)  # fmt: skip
 
     def build(self, var_list: list[Any]) -> None:
         if self.built:
             return
         super().build(var_list)
         self._decayed = [self.decay_rate > 0 and (self.decay_applies_to == "all" or _is_kernel(v)) for v in var_list]
+        self._rate_scales = [self.head_lr_multiplier if v.path in self.head else 1.0 for v in var_list]
         self._momentums: list[Any] = []
         self._velocities: list[Any] = []
         if self.kind == "sgd" and self.momentum > 0:
@@ -61,6 +70,8 @@ class TorchFormOptimizer(keras.optimizers.Optimizer):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
+        if self._rate_scales[index] != 1.0:  # the head's own rate (PyTorch: its parameter group's lr)
+            lr = ops.multiply(lr, ops.cast(self._rate_scales[index], variable.dtype))
         grad = ops.cast(gradient, variable.dtype)
         decay = self._decayed[index]
         wd = ops.cast(self.decay_rate, variable.dtype)
@@ -90,7 +101,7 @@ class TorchFormOptimizer(keras.optimizers.Optimizer):
         return {
             **super().get_config(), "kind": self.kind, "momentum": self.momentum, "nesterov": self.nesterov,
             "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon, "weight_decay": self.decay_rate,
-            "decay": self.decay_applies_to,
+            "decay": self.decay_applies_to, "head_lr_multiplier": self.head_lr_multiplier, "head": sorted(self.head),
         }  # fmt: skip
 
 

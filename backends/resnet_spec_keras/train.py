@@ -3,9 +3,11 @@ Keras 3; the loop that drives it is the core's (:mod:`resnet_spec.training.loop`
 
 It follows the session contract of :mod:`resnet_spec.training.job`, as the PyTorch session does:
 
-* start: the seeded neutral initial weights (:func:`resnet_spec.weights.initial_weights` with
-  ``training.seed``: the same start as the PyTorch trainer), dropout/drop-path seed states
-  derived from the seed;
+* start: the job's start weights (the seeded neutral initial weights of
+  :func:`resnet_spec.weights.initial_weights` with ``training.seed``, imported ones in their
+  place: the same start as the PyTorch trainer); frozen nodes' layers ``trainable = False``
+  (Keras 3: a frozen batch norm uses and keeps its moving statistics); dropout/drop-path seed
+  states derived from the seed;
 * input: a training split held in memory that needs no resizing is preprocessed once and sliced
   on the host; anything else streams through ``tf.data`` (:mod:`.pipeline`), each worker reading
   only its replicas' shards of every global batch (``distribute_datasets_from_function`` under a
@@ -40,7 +42,6 @@ from resnet_spec.training.errors import TrainingError
 from resnet_spec.training.geometry import Geometry
 from resnet_spec.training.job import Predictions, TrainingJob
 from resnet_spec.training.sources import Split
-from resnet_spec.weights import initial_weights
 
 from . import augment, pipeline
 from .checkpoint import OPTIMIZER, RANDOM, WEIGHTS
@@ -63,6 +64,19 @@ def reset_seeds(model: keras.Model, seed: int) -> None:
         state = layer.seed_generator.state
         value = np.random.default_rng([seed, 104729, index]).integers(0, 2**31 - 1)
         state.assign(np.array([value, 0], dtype=state.dtype))
+
+
+def freeze(model: keras.Model, nodes: frozenset[str]) -> None:
+    """The frozen nodes' layers stop training: no gradients, and (Keras 3) a batch norm that is
+    not trainable normalizes with its moving statistics and never updates them."""
+    for layer in model.layers:
+        if layer.name in nodes:
+            layer.trainable = False
+
+
+def head_variables(model: keras.Model, nodes: frozenset[str]) -> list[str]:
+    """Paths of the trainable variables of the head's layers (their own learning rate)."""
+    return [v.path for layer in model.layers if layer.name in nodes for v in layer.trainable_weights]
 
 
 def cross_entropy(logits: Any, labels: Any, smoothing: float) -> Any:
@@ -99,10 +113,11 @@ class KerasSession:
                                 f"{setup.replicas} replicas; use fewer or another batch size")  # fmt: skip
         with setup.policy_scope():
             self.model = build_model(arch)
-        set_weights(self.model, arch, initial_weights(arch, training.seed))
+        set_weights(self.model, arch, job.start_weights())
+        freeze(self.model, job.frozen)
         reset_seeds(self.model, training.seed)
         self.train_model = logits_model(self.model)
-        inner = TorchFormOptimizer.from_settings(training.optimizer)
+        inner = TorchFormOptimizer.from_settings(training.optimizer, head_variables(self.model, job.head))
         self.optimizer = (
             keras.optimizers.LossScaleOptimizer(inner, name="loss_scale") if setup.policy == "mixed_float16" else inner
         )

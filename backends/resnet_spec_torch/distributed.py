@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -147,13 +148,16 @@ def all_reduce_sum(tensor: torch.Tensor, setup: Setup) -> torch.Tensor:
     return total
 
 
-def average_buffers(module: torch.nn.Module, setup: Setup) -> None:
-    """Average floating-point buffers (norm running statistics) over ranks, in place."""
+def average_buffers(module: torch.nn.Module, setup: Setup, frozen: Collection[torch.nn.Module] = ()) -> None:
+    """Average floating-point buffers (norm running statistics) over ranks, in place; the
+    ``frozen`` modules' are equal on every rank and stay as they are (an average of three equal
+    floats need not give the float back)."""
     if not setup.distributed:
         return
+    kept = {id(buffer) for part in frozen for buffer in part.buffers()}
     with torch.no_grad():
         for buffer in module.buffers():
-            if buffer.is_floating_point():
+            if buffer.is_floating_point() and id(buffer) not in kept:
                 dist.all_reduce(buffer)
                 buffer.div_(setup.world)
 

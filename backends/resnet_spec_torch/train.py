@@ -3,8 +3,10 @@ this backend; the loop that drives it is the core's (:mod:`resnet_spec.training.
 
 It follows the session contract of :mod:`resnet_spec.training.job`, as the Keras session does:
 
-* start: the seeded neutral initial weights (:func:`resnet_spec.weights.initial_weights` with
-  ``training.seed``); torch's generator (dropout / drop-path masks) seeded from the seed and the
+* start: the job's start weights (the seeded neutral initial weights of
+  :func:`resnet_spec.weights.initial_weights` with ``training.seed``, imported ones in their
+  place: ``--init-from``); frozen nodes' parameters without ``requires_grad``, their batch norms
+  held in eval mode before every step; torch's generator (dropout / drop-path masks) seeded from the seed and the
   rank inside a forked RNG scope, so the caller's generator is left as it was;
 * input: a training split held in memory that needs no resizing is preprocessed once and kept as
   one NCHW tensor (on the device when it fits, else in pinned host memory with asynchronous
@@ -42,14 +44,13 @@ from resnet_spec.training.geometry import Geometry
 from resnet_spec.training.job import Predictions, TrainingJob
 from resnet_spec.training.plan import Shard
 from resnet_spec.training.sources import Split
-from resnet_spec.weights import initial_weights
 
 from . import augment, pipeline
 from .checkpoint import TRAINING
 from .distributed import all_reduce_sum, average_buffers, gather_objects, resolve
 from .inference import Inference, logits_net
 from .model import build_module
-from .optim import make_optimizer, set_learning_rate
+from .optim import freeze, hold_statistics, make_optimizer, set_learning_rate
 from .weights import kernel_parameters, set_weights
 
 DEVICE_DATA_FRACTION = 0.3  # keep the training set on the GPU when it takes at most this much of free memory
@@ -129,7 +130,8 @@ class TorchSession:
         training, arch, self.plan = job.training, job.arch, job.plan
         torch.manual_seed(_torch_seed(training.seed, setup.rank))
         self.model = build_module(arch)
-        set_weights(self.model, arch, initial_weights(arch, training.seed))
+        set_weights(self.model, arch, job.start_weights())
+        self.frozen_norms = freeze(self.model, job.frozen)
         self.model.to(setup.device)
         if setup.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -142,7 +144,7 @@ class TorchSession:
             self.train_net = DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
         if setup.compile:
             self.train_net = cast(nn.Module, torch.compile(self.train_net))
-        self.optimizer = make_optimizer(training.optimizer, self.model, arch)
+        self.optimizer = make_optimizer(training.optimizer, self.model, arch, head=job.head)
         self.scaler = setup.scaler()
         if setup.distributed and self.plan.smallest_batch() < setup.world:
             raise TrainingError(f"a batch of {self.plan.smallest_batch()} examples cannot be split over {setup.world} "
@@ -159,7 +161,8 @@ class TorchSession:
         self._scope.callback(self.inference.close)
         self.sums = torch.zeros(2, dtype=torch.float64, device=setup.device)  # this rank's loss sum, correct
         self.seen = 0  # this rank's examples in the epoch so far
-        self.l2 = [(node.kernel_l2, weight) for node, weight in kernel_parameters(self.model, arch) if node.kernel_l2]
+        self.l2 = [(node.kernel_l2, weight) for node, weight in kernel_parameters(self.model, arch)
+                   if node.kernel_l2 and node.name not in job.frozen]  # a frozen kernel's term is a constant: Keras leaves it out  # fmt: skip
         self.padding, self.flip = training.augmentation.random_crop_padding, training.augmentation.horizontal_flip
         self.augment = augmentation_enabled(training.augmentation)
         self.smoothing = float(training.loss.label_smoothing)
@@ -191,6 +194,7 @@ class TorchSession:
     def step(self, batch: Any, learning_rate: float) -> None:
         shard, item = batch
         setup = self.setup
+        hold_statistics(self.frozen_norms)
         set_learning_rate(self.optimizer, learning_rate)
         images, labels = self._inputs(shard, item)
         if self.augment:
@@ -246,7 +250,7 @@ class TorchSession:
         return cast(str | None, gather_objects(value, self.setup)[0])
 
     def synchronize(self) -> None:
-        average_buffers(self.model, self.setup)
+        average_buffers(self.model, self.setup, self.frozen_norms)
 
     # -------------------------------------------------------------- checkpoints
 

@@ -29,6 +29,7 @@ examples:
   resnet-spec train examples/resnet20_cifar10.yaml --backend keras --data cifar-10-batches-py --out runs/r20
   resnet-spec train spec.yaml --backend torch --data digits --out runs/quick --epochs 2 --lr 0.05
   resnet-spec train spec.yaml --backend torch --data digits --out runs/quick --resume
+  resnet-spec train spec.yaml --backend torch --data digits --out runs/tuned --init-from runs/quick --set 'training.freeze=[stem]'
   torchrun --standalone --nproc_per_node=2 -m resnet_spec.cli train spec.yaml --backend torch --data digits --out runs/ddp
 
 --epochs N, --batch-size N and --lr X are --set training.epochs=N (dropping `iterations`),
@@ -56,6 +57,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-recipe-change", action="store_true",
                         help="with --resume: continue with this spec's recipe although it differs from the run's "
                              "(recorded in run.json); without it a changed recipe is refused")  # fmt: skip
+    parser.add_argument("--init-from", type=Path, metavar="MODEL_OR_RUN",
+                        help="start from these weights, matched by structure: a resnet-spec model file (.pt, .keras), "
+                             "a run directory (its checkpoint), or torchvision / timm / Keras weights (.pth, "
+                             ".safetensors, .h5); a classifier of other classes starts fresh (docs/importing.md)")  # fmt: skip
     parser.add_argument("--epochs", type=int, help="train this many epochs (instead of the recipe's epochs or iterations)")
     parser.add_argument("--batch-size", type=int, help="images per optimizer step (the recipe's training.batch_size)")
     parser.add_argument("--lr", type=float, metavar="RATE", help="base learning rate (the recipe's training.optimizer.learning_rate)")
@@ -99,6 +104,7 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
+    from ..importing.safety import WeightsImportError
     from ..training.commands import DataError, TrainingError, TrainingInterrupted, is_leader, print_evaluation, train
 
     result = validated(args.file, overrides_of(args))
@@ -119,9 +125,11 @@ def run(args: argparse.Namespace) -> int:
             evaluation = train(
                 result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,
                 resume=args.resume, execution=execution, max_steps=args.max_steps, progress=not args.no_progress,
-                checkpoint_every=args.checkpoint_every, resume_hint=hint,
+                checkpoint_every=args.checkpoint_every, resume_hint=hint, init_from=args.init_from,
                 allow_recipe_change=args.allow_recipe_change,
             )  # fmt: skip
+    except WeightsImportError as exc:  # --init-from: the file is refused or does not fit the spec
+        fail(str(exc), EXIT_INVALID)
     except BackendError as exc:
         fail(str(exc))
     except TrainingInterrupted as exc:  # a checkpoint was saved; the message says how to resume

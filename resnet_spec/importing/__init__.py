@@ -8,7 +8,8 @@
 {'kernel': 'layer2.0.downsample.0.weight'}
 
 Sources: PyTorch state dicts and checkpoints (``.pth``, ``.pt``, ``.bin``), ``.safetensors``,
-Keras weights (``.h5``, ``.weights.h5``, ``.keras``), resnet-spec model files, and in-memory
+Keras weights (``.h5``, ``.weights.h5``, ``.keras``), resnet-spec model files and run
+directories (their checkpoint, :mod:`.run_dirs`), and in-memory
 ``torch.nn.Module`` s and ``keras.Model`` s. Importing this package imports no framework; each
 reader imports what it needs (torch, safetensors, h5py, keras) when it runs. See
 docs/importing.md.

@@ -16,6 +16,7 @@ from .model_files import from_model_file
 from .read_keras import H5_MAGIC, read_h5, read_keras_archive
 from .read_torch import ZIP_MAGIC, read_pth, read_safetensors, state_dict_arrays
 from .result import ImportResult
+from .run_dirs import is_run_dir, read_run_dir
 from .safety import ReadLimits, WeightsImportError, check_file, check_zip, limits_for
 from .skeleton import StructureError, skeleton
 from .source import GraphSource, NamedSource, Source
@@ -41,7 +42,8 @@ def import_weights(
     """Weights for ``arch`` from ``source``, matched by structure and shapes.
 
     ``source``: a file path (PyTorch ``.pth`` / ``.pt`` / ``.bin`` state dict or checkpoint,
-    ``.safetensors``, Keras ``.h5`` / ``.weights.h5`` / ``.keras``, a resnet-spec model file),
+    ``.safetensors``, Keras ``.h5`` / ``.weights.h5`` / ``.keras``, a resnet-spec model file), a
+    resnet-spec run directory (``train --out``: its checkpoint),
     a state dict (a mapping of names to tensors), a ``torch.nn.Module`` or a ``keras.Model``.
 
     ``classifier``: ``"import"`` takes the source's classifier too (its shapes must fit);
@@ -87,7 +89,10 @@ def _excluded(arch: Architecture, names: Iterable[str]) -> set[str]:
 
 def read_source(source: Any, arch: Architecture, limits: ReadLimits) -> Source:
     if isinstance(source, (str, os.PathLike)):
-        return read_file(Path(os.fspath(source)), limits)
+        path = Path(os.fspath(source))
+        if is_run_dir(path):
+            return read_run_dir(path, limits)
+        return read_file(path, limits)
     if isinstance(source, Mapping):
         arrays = state_dict_arrays(source, "the state dict")
         return units_from_state_dict(arrays, f"a state dict of {len(arrays)} tensors")
@@ -182,11 +187,12 @@ def _result(arch: Architecture, target: Target, source: Source, pairs: list[Any]
         raise WeightsImportError(
             f"{source.description}: internal match check failed ({', '.join(missing[:3]) or 'a unit used twice'})"
         )
-    weights, matched, unused = {}, {}, list(getattr(source, "unused", []))
+    weights, matched, unused, replaced = {}, {}, list(getattr(source, "unused", [])), {}
     rank = {slot.name: i for i, slot in enumerate(target.slots)}
     for slot, unit in sorted(pairs, key=lambda pair: rank[pair[0].name]):  # the spec's graph order
         if slot.excluded:
             unused.extend(t.name for t in unit.tensors.values())
+            replaced[slot.name] = {key: unit.neutral_shape(key) for key in unit.tensors}
             continue
         weights[slot.name] = neutral_weights(arch, slot, unit)
         matched[slot.name] = {key: unit.tensors[key].name for key in slot.shapes}
@@ -195,7 +201,7 @@ def _result(arch: Architecture, target: Target, source: Source, pairs: list[Any]
     notes = _notes(pairs)
     if method == "names":
         notes.append(NO_STRIDES)
-    return ImportResult(weights, source.description, method, matched, new, unused, notes)
+    return ImportResult(weights, source.description, method, matched, new, unused, notes, replaced)
 
 
 def _notes(pairs: list[Any]) -> list[str]:

@@ -28,7 +28,7 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .fit import Mismatch, misfit
@@ -42,7 +42,19 @@ _MAX_COMBINATIONS = 256
 def match_names(target: Target, source: NamedSource) -> Pairs:
     units = sorted(source.units, key=lambda u: natural_key(u.path))
     rank = {id(u): i for i, u in enumerate(units)}
-    depth, groups = _find_blocks(target, units)
+    # Several depths can hold the blocks' shapes: with one block per stage, the stages
+    # (``stage2``) do as well as the blocks (``stage2.block0``). The first that matches wins.
+    failure: Mismatch | None = None
+    for depth, groups in _find_blocks(target, units):
+        try:
+            return _match_at(target, units, rank, depth, groups)
+        except Mismatch as problem:
+            failure = failure or problem
+    assert failure is not None  # _find_blocks yields at least once or raises
+    raise failure
+
+
+def _match_at(target: Target, units: list[Unit], rank: dict[int, int], depth: int, groups: list[list[Unit]]) -> Pairs:
     pairs: Pairs = []
     for block, group in zip(target.blocks, groups):
         pairs.extend(_match_block(block, group, depth, rank))
@@ -55,9 +67,12 @@ def match_names(target: Target, source: NamedSource) -> Pairs:
 # ---------------------------------------------------------------------- 1. blocks
 
 
-def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit]]]:
+def _find_blocks(target: Target, units: list[Unit]) -> Iterator[tuple[int, list[list[Unit]]]]:
+    """Every depth whose containers hold the spec's blocks, shallowest first (the first run of
+    them at each depth); raises :class:`Mismatch` when there is none."""
     wanted = [Counter(s.signature() for s in block.slots) for block in target.blocks]
     best: _Attempt | None = None
+    found_any = False
     for depth in range(1, max((len(u.path) for u in units), default=1)):
         groups: dict[tuple[str, ...], list[Unit]] = {}
         for unit in units:
@@ -71,7 +86,9 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
             while count < len(wanted) and start + count < len(keys) and found[start + count] == wanted[count]:
                 count += 1
             if count == len(wanted):
-                return depth, [groups[k] for k in keys[start : start + count]]
+                found_any = True
+                yield depth, [groups[k] for k in keys[start : start + count]]
+                break
             # For the message: the most blocks matched in a row; where none matched, the depth with the
             # most block-like containers, from its first one.
             if count == 0 and (not blocky or start != blocky[0]):
@@ -79,6 +96,8 @@ def _find_blocks(target: Target, units: list[Unit]) -> tuple[int, list[list[Unit
             attempt = _Attempt(count, len(blocky), start, keys, groups)
             if best is None or (attempt.count, attempt.blocky) > (best.count, best.blocky):
                 best = attempt
+    if found_any:
+        return
     if not _mixed_containers(units):
         names = ", ".join(u.label for u in units[:3])
         raise Mismatch(

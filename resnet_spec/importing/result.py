@@ -29,6 +29,8 @@ class ImportResult:
     new: list[str] = field(default_factory=list)  # spec nodes not imported
     unused: list[str] = field(default_factory=list)  # source tensors not imported
     notes: list[str] = field(default_factory=list)
+    # new spec nodes that the source has a layer at: that layer's neutral shapes (the old classifier's)
+    replaced: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
 
     @property
     def tensor_count(self) -> int:

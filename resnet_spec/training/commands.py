@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backends import BackendError, get_backend
 from ..pipeline import Architecture, build_architecture
-from . import data, loop, run_state
+from . import data, fine_tune, loop, run_state
 from .errors import DataError, TrainingDiverged, TrainingError, TrainingInterrupted
 from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
@@ -35,10 +35,12 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
           resume: bool = False, execution: dict[str, Any] | None = None, max_steps: int | None = None,
           checkpoint_every: int | None = None, progress: bool = True,
           on_step: Callable[[int, float, float], None] | None = None, resume_hint: str | None = None,
-          allow_recipe_change: bool = False) -> Evaluation:  # fmt: skip
+          allow_recipe_change: bool = False, init_from: Path | None = None) -> Evaluation:  # fmt: skip
     """Train ``arch`` on ``source`` into ``out``; ``resume_hint`` (the command to type) is added to
     the message when the run is interrupted. The run directory is checked before the data is
-    read, and created and locked (:mod:`.run_state`) only once the data is good."""
+    read, and created and locked (:mod:`.run_state`) only once the data is good. ``init_from``:
+    start from the weights of a model file, a run directory or a foreign weights file
+    (:mod:`.fine_tune`; not read on resume, where the checkpoint holds the weights)."""
     training = training_of(arch)
     leader = is_leader()
     run_dir = RunDir(out, tensorboard=training.tensorboard)
@@ -47,14 +49,20 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     if leader:
         run_state.inspect(out, **folder)
     trainer = trainer_for(backend)
+    init = fine_tune.import_start(arch, Path(init_from)) if init_from is not None and not resume else None
     dataset = data.load(source, arch.spec)
     job = TrainingJob.prepare(arch, dataset, run_dir, spec_data=spec_data, execution=execution, resume=resume,
                               progress=progress, max_steps=max_steps, on_step=on_step,
-                              checkpoint_every=checkpoint_every)  # fmt: skip
+                              checkpoint_every=checkpoint_every, init=init)  # fmt: skip
     lock = None
     if leader:
-        meta = {"backend": backend, "hash": arch.hash, "data": source, "preprocessor": job.preprocessor.to_dict()}
+        meta = {"backend": backend, "hash": arch.hash, "data": source, "preprocessor": job.preprocessor.to_dict(),
+                **({"init_from": str(init_from)} if init else {})}
         lock = run_state.open_run(out, **folder, meta=meta)
+    if leader and init is not None:
+        print("\n".join(fine_tune.start_report(arch, init, training)))
+    elif leader and training.freeze and not resume:
+        print(fine_tune.frozen_line(arch, training))
     try:
         if leader and (not resume or allow_recipe_change):
             run_dir.write_spec(spec_data)  # on an allowed recipe change: the recipe the run continues with

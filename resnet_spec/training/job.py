@@ -6,8 +6,12 @@ is :mod:`.loop`, written once; a backend supplies a :class:`TrainingSession`: it
 input pipelines, saving and restoring its state, and prediction. The contract every session
 follows, so that one recipe means one thing in every backend:
 
-* weights start from ``resnet_spec.weights.initial_weights(arch, training.seed)`` (drawn once
-  with NumPy, so both backends start from the same network);
+* weights start from :meth:`TrainingJob.start_weights`: ``resnet_spec.weights.initial_weights(arch,
+  training.seed)`` (drawn once with NumPy, so both backends start from the same network), with
+  the weights imported by ``train --init-from`` (``job.init``) in place of their own;
+* fine-tuning (:mod:`.fine_tune`): the weight nodes ``job.frozen`` names take no updates and keep
+  their batch-norm statistics (their norms normalize with them while training); the parameters
+  of ``job.head`` learn at ``optimizer.head_lr_multiplier`` times the step's learning rate;
 * step ``s`` trains on ``job.plan.shard(s, rank, world)``: the examples, the pad-and-crop and flip
   numbers and the random-resized-crop draws of this rank's shard of the global batch
   (:mod:`.plan`); examples go through ``job.geometry(split, train)`` (:mod:`.geometry`), then
@@ -37,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..spec import Execution, Training
+from ..weights import Weights, initial_weights
+from . import fine_tune
 from .errors import TrainingError
 from .geometry import Geometry, geometry_for
 from .plan import Plan
@@ -45,6 +51,7 @@ from .run_dir import RunDir
 from .sources import Split
 
 if TYPE_CHECKING:
+    from ..importing.result import ImportResult
     from ..pipeline import Architecture
     from .data import Dataset
 
@@ -75,6 +82,7 @@ class TrainingJob:
     checkpoint_every: int | None = None  # steps; None: the recipe's
     class_names: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # backend options in (strategy), results out (model)
+    init: ImportResult | None = None  # weights imported by --init-from (None: the seeded start alone)
 
     @property
     def training(self) -> Training:
@@ -86,6 +94,22 @@ class TrainingJob:
 
     def geometry(self, split: Split, *, train: bool) -> Geometry:
         return geometry_for(split, self.arch.spec, train=train)
+
+    def start_weights(self) -> Weights:
+        """The weights every backend starts from: the seeded initial weights, with the imported
+        ones (everything but a new classifier) in their place."""
+        seeded = initial_weights(self.arch, self.training.seed)
+        return seeded if self.init is None else self.init.complete(seeded)
+
+    @cached_property
+    def frozen(self) -> frozenset[str]:
+        """Weight nodes that do not train (``training.freeze``)."""
+        return frozenset(fine_tune.frozen_nodes(self.arch, self.training))
+
+    @cached_property
+    def head(self) -> frozenset[str]:
+        """Weight nodes that learn at ``optimizer.head_lr_multiplier`` times the rate."""
+        return frozenset(fine_tune.head_nodes(self.arch))
 
     @property
     def every(self) -> int | None:
