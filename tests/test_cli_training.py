@@ -146,4 +146,5 @@ def test_tensorflow_start_up_noise_only_with_verbose(tmp_path: Path) -> None:
     assert quiet.returncode == 0, quiet.stderr
     assert not [word for word in NOISE if word in quiet.stderr], quiet.stderr
     loud = _cli("--verbose", "compile", str(DIGITS), "--backend", "keras", "-o", str(tmp_path / "b.keras"))
-    assert loud.returncode == 0 and "oneDNN custom operations" in loud.stderr  # the filter hides something real
+    # the filter hides something real (which lines TensorFlow prints depends on the CPU: oneDNN's note is not on every one)
+    assert loud.returncode == 0 and [word for word in NOISE if word in loud.stderr], loud.stderr
