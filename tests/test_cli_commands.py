@@ -9,6 +9,7 @@ import copy
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,7 +49,10 @@ def test_backends_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0 and {"keras", "torch"} <= set(rows)
     assert rows["torch"]["entry_point"] == "resnet_spec_torch:TorchBackend"
-    assert set(rows["torch"]) == {"name", "entry_point", "distribution", "ready", "problem"}
+    assert set(rows["torch"]) == {"name", "entry_point", "distribution", "ready", "problem", "engine"}
+    assert rows["torch"]["engine"] is None  # only Keras runs on more than one engine
+    if rows["keras"]["ready"]:  # tests/test_keras_jax.py sees "jax" under KERAS_BACKEND=jax
+        assert rows["keras"]["engine"] == os.environ.get("KERAS_BACKEND", "tensorflow")
     assert rows["torch"]["ready"] == (rows["torch"]["problem"] is None)
 
 

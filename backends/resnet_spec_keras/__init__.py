@@ -1,4 +1,5 @@
-"""The Keras 3 (TensorFlow) backend of resnet-spec.
+"""The Keras 3 backend of resnet-spec, on Keras' TensorFlow or JAX engine (``KERAS_BACKEND``;
+:mod:`.engine` says what runs on which).
 
 Importing this package does not import TensorFlow or Keras: the registry loads
 :class:`KerasBackend` to list backends and check the framework is installed, and every method
@@ -16,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from . import engine
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -30,9 +33,17 @@ __all__ = ["KerasBackend"]
 
 class KerasBackend:
     name: ClassVar[str] = "keras"
-    framework_module: ClassVar[str] = "tensorflow"
-    install_hint: ClassVar[str] = "pip install 'resnet-spec[keras]'"
+    # The engine's module: Keras picks its engine when first imported, from KERAS_BACKEND.
+    framework_module: ClassVar[str] = engine.framework_module()
+    install_hint: ClassVar[str] = (
+        "pip install 'resnet-spec[jax]'" if framework_module == "jax" else "pip install 'resnet-spec[keras]'"
+    )
     suffix: ClassVar[str] = ".keras"
+
+    @property
+    def engine(self) -> str:
+        """The Keras engine this process runs on (``tensorflow`` or ``jax``)."""
+        return engine.current()
 
     def build(self, arch: Architecture, **options: Any) -> Any:
         """A functional ``keras.Model``, input (H, W, C), layer names = node names."""
@@ -91,7 +102,10 @@ class KerasBackend:
         steps: int, learning_rate: float, momentum: float, weight_decay: float, **streaming: Any,
     ) -> ProbeResult:  # fmt: skip
         """``streaming``: ``sink``, ``segments``, ``spill`` (:mod:`resnet_spec.parity.stream`)."""
-        from .probe import train_probe
+        if engine.require() == "jax":
+            from .probe_jax import train_probe
+        else:
+            from .probe import train_probe
 
         return train_probe(model, arch, batches, steps=steps, learning_rate=learning_rate, momentum=momentum,
                            weight_decay=weight_decay, **streaming)  # fmt: skip
@@ -106,8 +120,13 @@ class KerasBackend:
 
     # ------------------------------------------------------------------ Trainer
 
+    def check_training(self) -> None:
+        """A one-line BackendError where this engine cannot train (JAX): before a run starts."""
+        engine.require_training()
+
     def training_session(self, job: TrainingJob) -> TrainingSession:
         """A training session for the core's loop (:mod:`resnet_spec.training.loop`); see :mod:`.train`."""
+        engine.require_training()
         from .train import KerasSession
 
         return KerasSession(job)
@@ -115,6 +134,7 @@ class KerasBackend:
     def predictor(self, arch: Architecture, weights: Path, preprocessor: Preprocessor,
                   execution: Execution | None = None) -> Predictor:  # fmt: skip
         """Eval-mode logits of a run's checkpoint folder or a ``.keras`` file this backend saved."""
+        engine.require_training()
         from .inference import predictor
 
         return predictor(arch, weights, preprocessor, execution)

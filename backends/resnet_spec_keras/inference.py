@@ -19,7 +19,7 @@ from resnet_spec.training.sources import Split
 from . import pipeline
 from .checkpoint import WEIGHTS
 from .model import build_model, deep_recursion
-from .probe import LOGITS
+from .walk import LOGITS
 
 EVAL_BATCH = 256
 

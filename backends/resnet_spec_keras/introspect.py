@@ -9,10 +9,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
+
+from .walk import last_readers, walk
 
 SUMMARY_WIDTH = 150
 
@@ -58,8 +59,6 @@ def iter_node_outputs(model: keras.Model, arch: Any, images: np.ndarray) -> Iter
     layer called on its inputs in inference mode (the probe's walk over the model's own
     layers, :func:`.probe.walk`), each value dropped after its last reader, so a deep
     network's outputs never all exist at once."""
-    from .probe import last_readers, walk
-
     images = np.asarray(images, dtype=np.float32)
     expected = arch.graph.input.shape
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(expected):
@@ -70,7 +69,7 @@ def iter_node_outputs(model: keras.Model, arch: Any, images: np.ndarray) -> Iter
         raise BackendError(f"the model does not match the architecture: it has no layer '{missing[0]}'")
     nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
     last = last_readers(nodes)
-    values: dict[str, Any] = {arch.graph.input.name: tf.convert_to_tensor(images)}
+    values: dict[str, Any] = {arch.graph.input.name: keras.ops.convert_to_tensor(images)}
     yield arch.graph.input.name, images
     for node in nodes:
         walk(layers, [node], values, norms_training=False, dropout=False, release=False)

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import math
 
+from . import engine
+
+engine.require()  # before Keras starts an engine resnet-spec does not run on
+
 import keras
 import numpy as np
 from keras import ops

@@ -28,6 +28,7 @@ from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
 from resnet_spec.shapes import same_padding
 
+from . import engine
 from . import layers as custom
 from .init import bias_initializer, kernel_initializer
 
@@ -68,6 +69,8 @@ def build_model(arch: Any, *, dtype: str = "float32", **options: Any) -> keras.M
         )
     if dtype not in DTYPES:
         raise BackendError(f"dtype must be float32 or float64 (mixed precision is a training setting), not {dtype!r}")
+    if dtype == "float64":
+        engine.enable_float64()
     graph, info = arch.graph, arch.analysis.info
     position = {node.name: index for index, node in enumerate(graph)}
     tensors: dict[str, Any] = {}

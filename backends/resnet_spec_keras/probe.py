@@ -9,6 +9,9 @@ variables, are the model's: the gradient tape sees them and the moving statistic
 place. The walk reproduces the wiring of :mod:`.model` (a ``.pad`` layer runs before its node's
 layer; an add's two operands may come in another order, which changes no sum).
 
+This is the TensorFlow engine's probe; :mod:`.probe_jax` is JAX's (same semantics, through
+``jax.value_and_grad``). The walk itself is :mod:`.walk`, shared with ``node_outputs``.
+
 The update is written out with TensorFlow ops in PyTorch's form (``b = m * b + g + wd * w`` on
 kernels, ``w -= lr * b``), not with ``keras.optimizers.SGD``, whose momentum form
 (``v = m * v - lr * g``) differs. Numerics are made deterministic for the probe's duration
@@ -26,7 +29,7 @@ between steps.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -37,13 +40,12 @@ from resnet_spec import graph as g
 from resnet_spec.backends import BackendError, ProbeResult
 from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
-from .model import PAD_SUFFIX, deep_recursion
+from .model import deep_recursion
+from .walk import LOGITS, layers_of, numpy_copy, walk
 from .weights import node_variables
 
 if TYPE_CHECKING:
     from resnet_spec.parity.spill import Spill
-
-LOGITS = "head.classifier"
 
 
 @contextlib.contextmanager
@@ -75,52 +77,7 @@ def forward(model: keras.Model, arch: Any, images: Any, *, norms_training: bool,
     in the mode given."""
     values = {arch.graph.input.name: tf.convert_to_tensor(np.asarray(images, np.float32))}
     nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
-    return walk(_layers(model), nodes, values, norms_training=norms_training, dropout=dropout, release=False)
-
-
-def _layers(model: keras.Model) -> dict[str, Any]:
-    return {layer.name: layer for layer in model.layers}
-
-
-def walk(layers: Mapping[str, Any], nodes: Sequence[g.Node], values: dict[str, Any], *, norms_training: bool,
-         dropout: bool, emit: Callable[[str, Any], None] | None = None, keep: frozenset[str] = frozenset(),
-         release: bool = True) -> dict[str, Any]:  # fmt: skip
-    """Call each node's layer on its inputs (the wiring of :mod:`.model`), ``emit`` seeing every
-    output. With ``release`` a value is dropped after its last reader among ``nodes`` unless
-    it is in ``keep`` (the graph's output and values read past ``nodes`` stay)."""
-    last = last_readers(nodes) if release else {}
-    for node in nodes:
-        layer = layers.get(node.name)
-        if layer is None:
-            raise BackendError(f"the model has no layer '{node.name}': it was not built from this architecture")
-        inputs = [values[name] for name in node.inputs]
-        if isinstance(node, (g.Add, g.Scale)):
-            # The add's two operands in graph order: model.py may hand them to the layer in
-            # another order, but a sum of two floats is the same either way (IEEE addition commutes).
-            out = layer(inputs)
-        else:
-            x = inputs[0]
-            pad = layers.get(node.name + PAD_SUFFIX)
-            if pad is not None:
-                x = pad(x)
-            if isinstance(node, g.BatchNorm):
-                out = layer(x, training=norms_training)
-            elif isinstance(node, (g.Dropout, g.DropPath)):
-                out = layer(x, training=dropout)
-            else:
-                out = layer(x)
-        values[node.name] = out
-        if emit is not None:
-            emit(node.name, out)
-        for name in node.inputs:
-            if last.get(name) == node.name and name not in keep:
-                values.pop(name, None)
-    return values
-
-
-def last_readers(nodes: Sequence[g.Node]) -> dict[str, str]:
-    """Value name -> the last node in ``nodes`` that reads it."""
-    return {name: node.name for node in nodes for name in node.inputs}
+    return walk(layers_of(model), nodes, values, norms_training=norms_training, dropout=dropout, release=False)
 
 
 def probe_loss(model: keras.Model, logits: Any, labels: Any) -> Any:
@@ -138,12 +95,6 @@ def _cross_entropy(logits: Any, labels: Any) -> Any:
     labels = tf.convert_to_tensor(labels, tf.int64)
     dtype = tf.float64 if logits.dtype == tf.float64 else tf.float32  # a float64 model keeps float64
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, dtype)))
-
-
-def numpy_copy(value: Any) -> np.ndarray:
-    """A NumPy copy of a tensor or variable (``.numpy()``: NumPy 2's ``np.array`` on a Keras
-    variable warns that its ``__array__`` takes no ``copy``)."""
-    return np.array(value.numpy() if hasattr(value, "numpy") else keras.ops.convert_to_numpy(value))
 
 
 def train_probe(model: keras.Model, arch: Any, batches: list[tuple[np.ndarray, np.ndarray]], *, steps: int,
@@ -173,7 +124,7 @@ class _Probe:
     def __init__(self, model: keras.Model, arch: Any, sink: ProbeSink, segments: Sequence[Sequence[str]] | None,
                  spill: Spill | None) -> None:  # fmt: skip
         self.model, self.arch, self.sink, self.spill = model, arch, sink, spill
-        self.layers = _layers(model)
+        self.layers = layers_of(model)
         self.variables = node_variables(model, arch)
         nodes = [node for node in arch.graph if not isinstance(node, g.Input)]
         groups = [list(s) for s in segments] if segments else [[node.name for node in nodes]]

@@ -16,7 +16,7 @@ examples:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_format(parser, "a list of {name, entry_point, distribution, ready, problem}")
+    add_format(parser, "a list of {name, entry_point, distribution, ready, problem, engine}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,17 +24,19 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for name, info in sorted(available().items()):
-        problem = None
+        problem, engine = None, None
         try:
-            get_backend(name)  # checks that the framework is importable, without importing it
+            backend = get_backend(name)  # checks that the framework is importable, without importing it
+            engine = getattr(backend, "engine", None)  # Keras: the engine KERAS_BACKEND picks (tensorflow, jax)
         except Exception as exc:  # noqa: BLE001 -- a broken third-party plugin must not break the listing
             problem = str(exc)
         rows.append({"name": name, "entry_point": info.value, "distribution": info.distribution,
-                     "ready": problem is None, "problem": problem})  # fmt: skip
+                     "ready": problem is None, "problem": problem, "engine": engine})  # fmt: skip
     if args.format == "json":
         print_json(rows)
     else:
         for row in rows:
             status = "ready" if row["ready"] else f"unavailable: {row['problem']}"
+            status += f" (engine: {row['engine']})" if row["engine"] else ""
             print(f"{row['name']:10s} {row['entry_point']:40s} {status}")
     return EXIT_OK

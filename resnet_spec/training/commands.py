@@ -127,6 +127,9 @@ def trainer_for(name: str) -> Trainer:
     backend = get_backend(name)
     if not isinstance(backend, Trainer):
         raise BackendError(f"backend '{name}' cannot train (it has no training_session/predictor)")
+    check = getattr(backend, "check_training", None)  # e.g. Keras on an engine its trainer does not run on
+    if check is not None:
+        check()  # raises BackendError before anything is written
     return backend
 
 
