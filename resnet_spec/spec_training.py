@@ -103,12 +103,23 @@ class Preprocessing(SpecModel):
     """mean_std: one value per input channel, on the scaled values (e.g. [0.485, 0.456, 0.406])."""
     std: Annotated[list[Annotated[float, Field(gt=0.0, le=1e6)]], Field(min_length=1, max_length=4096)] | None = None
     """mean_std: one value per input channel, on the scaled values (e.g. [0.229, 0.224, 0.225])."""
-    resize: Resize | None = None
-    """How images of another size than the input are brought to it (image folders; also arrays with
-    `random_resized_crop`). Unset: scaled straight to the input's height and width."""
+    resize: Resize | bool | None = None
+    """Bring images of another size or channel count than the input to it: true (or {}): scale
+    straight to the input's height and width; {shorter_side: N}: see there; channels are converted
+    as Pillow does (RGB to L by ITU-R 601 luma, L copied to RGB, alpha dropped; image folders).
+    Unset or false: every image must already have the input's size and channels (refused
+    otherwise; training images may differ in size with `random_resized_crop`)."""
     antialias: bool = True
     """Bilinear resizing widens its filter when it shrinks an image (as Pillow and
     torchvision do); false: plain bilinear interpolation (TensorFlow's default)."""
+
+
+    @property
+    def resizing(self) -> Resize | None:
+        """`resize` as settings: None when unset or false."""
+        if isinstance(self.resize, Resize):
+            return self.resize
+        return Resize() if self.resize else None
 
 
 class Execution(SpecModel):

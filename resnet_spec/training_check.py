@@ -105,7 +105,7 @@ def _normalization(spec: ResNetSpec) -> list[Diagnostic]:
 
 def _resize(spec: ResNetSpec) -> list[Diagnostic]:
     assert spec.training is not None
-    resize = spec.training.preprocessing.resize
+    resize = spec.training.preprocessing.resizing
     if resize is None or resize.shorter_side is None or resize.shorter_side >= max(spec.input.height, spec.input.width):
         return []
     return [Diagnostic(

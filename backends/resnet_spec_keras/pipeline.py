@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from resnet_spec.training.errors import DataError
 from resnet_spec.training.geometry import TRIES, Geometry
+from resnet_spec.training.images import MAX_PIXELS
 from resnet_spec.training.plan import Plan
 from resnet_spec.training.preprocess import Preprocessor
 from resnet_spec.training.sources import Split, decode_image
@@ -153,13 +154,15 @@ class Reader:
     def _file(self, path: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
         if self.native:
             contents = tf.io.read_file(path)
-            image = tf.cond(tf.io.is_jpeg(contents),
-                            lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
-                            lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
-            image = to_channels(image, self.geometry.channels)
+            with tf.control_dependencies([guard_size(contents)]):
+                image = tf.cond(tf.io.is_jpeg(contents),
+                                lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
+                                lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
+            image = to_channels(guard_expected(image, self.split.expect), self.geometry.channels)
         else:
-            channels = self.geometry.channels
-            image = tf.numpy_function(lambda p: decode_image(p.decode(), channels), [path], tf.uint8, stateful=False)
+            channels, expect = self.geometry.channels, self.split.expect
+            image = tf.numpy_function(lambda p: decode_image(p.decode(), channels, expect), [path], tf.uint8,
+                                      stateful=False)  # fmt: skip
             image = tf.ensure_shape(image, [None, None, channels])
         return self._shape(image, crops)
 
@@ -173,9 +176,38 @@ class Reader:
         either, or what TensorFlow said."""
         if self.split.is_files:
             for path in self.split.files(indices):
-                decode_image(path, self.geometry.channels)  # raises the DataError naming the file
+                decode_image(path, self.geometry.channels, self.split.expect)  # raises the DataError naming the file
         first = str(getattr(error, "message", error)).strip().splitlines()[0] if str(error).strip() else ""
         return DataError(f"{self.split.name}: TensorFlow could not read examples {indices[:4].tolist()}...: {first}")
+
+
+def guard_size(contents: tf.Tensor) -> tf.Tensor:
+    """An assertion that a JPEG's or PNG's header declares at most MAX_PIXELS pixels, checked
+    before TensorFlow decodes it (TensorFlow has no limit of its own); when it fails, :meth:`Reader.explain`
+    names the file through Pillow ("decompression bomb")."""
+    jpeg = tf.io.is_jpeg(contents)
+
+    def png_size() -> tf.Tensor:  # IHDR: width and height, big-endian, at bytes 16..24
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64)
+        width = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
+        height = raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7]
+        return tf.stack([height, width])
+
+    size = tf.cond(jpeg, lambda: tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64), png_size)
+    return tf.debugging.assert_less_equal(size[0] * size[1], tf.constant(MAX_PIXELS, tf.int64),
+                                          message="image over the pixel limit")  # fmt: skip
+
+
+def guard_expected(image: tf.Tensor, expect: tuple[int, int, int] | None) -> tf.Tensor:
+    """``image``, asserted to have the size and channels ``expect`` names (0: any), when the recipe
+    converts nothing (:mod:`resnet_spec.training.checks`)."""
+    if expect is None:
+        return image
+    shape = tf.shape(image)
+    checks = [tf.debugging.assert_equal(shape[axis], want, message="image of another shape than the input")
+              for axis, want in enumerate(expect) if want]  # fmt: skip
+    with tf.control_dependencies(checks):
+        return tf.identity(image)
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:

@@ -51,6 +51,8 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     trainer = trainer_for(backend)
     init = fine_tune.import_start(arch, Path(init_from)) if init_from is not None and not resume else None
     dataset = data.load(source, arch.spec)
+    for note in dataset.notes if leader else []:  # the conversions the recipe asked for, said once
+        print(note)
     job = TrainingJob.prepare(arch, dataset, run_dir, spec_data=spec_data, execution=execution, resume=resume,
                               progress=progress, max_steps=max_steps, on_step=on_step,
                               checkpoint_every=checkpoint_every, init=init)  # fmt: skip

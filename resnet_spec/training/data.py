@@ -9,16 +9,17 @@ whose pixels stay on disk until a backend's input pipeline reads them.
   ``test_batch``, or ``train`` and ``test``), memory-mapped (:mod:`.formats`);
 * an image folder: ``ROOT/train/<class>/*`` and ``ROOT/test/<class>/*`` (the chest X-ray and
   ImageNet layouts; ``val`` is ignored), or ``ROOT/<class>/*`` split 80/20; only the file names are
-  read here: the pipelines decode the images (converted to the spec's channel count, resized as
-  ``preprocessing`` says);
+  read here (and a sample of headers, :mod:`.checks`): the pipelines decode the images (resized
+  and converted to the spec's channel count only when ``preprocessing.resize`` asks);
 * ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and optionally ``class_names``);
 * HDF5 like the hand-signs set: a directory with ``train_*.h5`` (``train_set_x``,
   ``train_set_y``, ``list_classes``) and ``test_*.h5`` (``test_set_x``, ``test_set_y``), or one
   file holding both.
 
 Every problem found without decoding the images (a missing folder, a class without images,
-shapes or labels that disagree with the spec) raises :class:`DataError` before the run directory
-is made; an image that does not decode stops training with a :class:`DataError` naming the file.
+shapes, labels or classes that disagree with the spec, non-finite pixels: :mod:`.checks`) raises
+:class:`DataError` before the run directory is made; an image that does not decode (or, unchecked
+before, has the wrong size) stops training with a :class:`DataError` naming the file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..spec import ResNetSpec
+from . import checks
 from .errors import DataError
 from .formats import IMAGE_SUFFIXES, cifar, hdf5, image_folder, npz
 from .sources import ArraySplit, Split
@@ -42,6 +44,7 @@ class Dataset:
     train: Split
     test: Split
     class_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # conversions the recipe asked for (checks.check)
 
     @classmethod
     def from_arrays(cls, name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
@@ -54,7 +57,7 @@ class Dataset:
         if fraction <= 0:
             return self.train, None
         order = np.random.default_rng([seed, 7919]).permutation(len(self.train))
-        held = max(1, round(len(order) * fraction))
+        held = checks.held_out(len(order), fraction)
         keep, val = np.sort(order[held:]), np.sort(order[:held])
         return self.train.subset(keep), self.train.subset(val)
 
@@ -87,28 +90,9 @@ def _load_path(path: Path) -> Dataset:
 
 
 def check(dataset: Dataset, spec: ResNetSpec) -> None:
-    """What can be checked without decoding: example shapes (unless the recipe resizes), label
-    ranges, a non-empty training set."""
-    expected = (spec.input.height, spec.input.width, spec.input.channels)
-    resizes = spec.training is not None and (
-        spec.training.preprocessing.resize is not None or spec.training.augmentation.random_resized_crop is not None
-    )
-    for part, split in (("training", dataset.train), ("test", dataset.test)):
-        shape = split.example_shape
-        if shape is not None and (len(shape) != 3 or (shape[-1] != expected[-1] if resizes else shape != expected)):
-            got = "x".join(map(str, shape)) if len(shape) == 3 else f"arrays of shape {shape}"
-            raise DataError(
-                f"{dataset.name}: {part} images are {got} but the spec's input is {'x'.join(map(str, expected))} "
-                "(height x width x channels); change `input` in the spec or the data"
-            )
-        labels = split.labels
-        if len(labels) and (labels.min() < 0 or labels.max() >= spec.classes):
-            raise DataError(
-                f"{dataset.name}: {part} labels run from {labels.min()} to {labels.max()} but the spec has "
-                f"{spec.classes} classes"
-            )
-    if len(dataset.train) == 0:
-        raise DataError(f"{dataset.name}: the training set is empty")
+    """The data checks of :mod:`.checks` (counts, labels, classes, shapes, pixels, image headers);
+    the conversions the recipe asks for go to ``dataset.notes``."""
+    dataset.notes = checks.check(dataset.name, dataset.train, dataset.test, dataset.class_names, spec)
 
 
 def _digits() -> Dataset:

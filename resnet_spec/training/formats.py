@@ -19,15 +19,18 @@ import os
 import pickle
 import pickletools
 import shutil
+import struct
 import tempfile
 import weakref
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+from .labels import class_numbers
 from .sources import ArraySplit, HDF5Split, ImageFiles, Split
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -37,6 +40,8 @@ CIFAR_GLOBALS = {
     (core, name) for core in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("_reconstruct", "scalar")
 } | {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"),
      ("numpy", "dtype"), ("_codecs", "encode")}  # fmt: skip
+UNPICKLING_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+                     KeyError, struct.error, OverflowError, MemoryError, RecursionError)  # fmt: skip
 RAW_BYTES = {"BINSTRING": 4, "SHORT_BINSTRING": 1, "BINBYTES": 4, "SHORT_BINBYTES": 1, "BINBYTES8": 8, "BYTEARRAY8": 8}
 
 
@@ -56,8 +61,10 @@ def read_cifar_pickle(file: Path) -> dict[bytes, Any]:
             loaded = _CifarUnpickler(handle, encoding="bytes").load()
     except DataError as exc:
         raise DataError(f"{file}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise DataError(f"{file}: not a readable CIFAR batch ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read ({exc})") from None
+    except UNPICKLING_ERRORS as exc:  # a truncated or altered batch: whatever the unpickler met
+        raise DataError(f"{file}: not a readable CIFAR batch (truncated or damaged: {type(exc).__name__}: {exc})") from None
     if not isinstance(loaded, dict):
         raise DataError(f"{file}: not a CIFAR batch (a {type(loaded).__name__}, not a dictionary)")
     return loaded
@@ -69,13 +76,13 @@ def cifar_batch(file: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     if b"data" not in batch or label_key not in batch:
         raise DataError(f"{file}: a CIFAR batch needs 'data' and '{label_key.decode()}' (found {sorted(map(str, batch))})")
     data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key])
+    labels = class_numbers(f"{file}: '{label_key.decode()}'", batch[label_key])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{file}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; CIFAR stores "
                         "(N, 3072) uint8 with N labels")  # fmt: skip
     mapped = _mapped_block(file, data)
     rows = mapped if mapped is not None else data
-    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 def _mapped_block(file: Path, data: np.ndarray) -> np.ndarray | None:
@@ -138,7 +145,7 @@ class _LazyArraySplit(ArraySplit):
     ``keep`` is whatever must live as long as the maps (a temporary folder)."""
 
     def __init__(self, name: str, x: Any, labels: np.ndarray, keep: Any = None) -> None:
-        self.name, self.labels, self.x, self.keep = name, np.asarray(labels, np.int64).reshape(-1), x, keep
+        self.name, self.labels, self.x, self.keep = name, class_numbers(name, labels), x, keep
         if len(x) != len(self.labels):
             raise DataError(f"{name}: {len(x)} images but {len(self.labels)} labels")
 
@@ -154,6 +161,8 @@ class _LazyArraySplit(ArraySplit):
 
 
 def _array_split(name: str, x: Any, labels: np.ndarray, keep: Any = None) -> Split:
+    if len(x.shape) not in (3, 4):
+        raise DataError(f"{name}: images of shape {tuple(x.shape)}; expected (examples, height, width[, channels])")
     if isinstance(x, (_Concatenated, np.memmap)):
         return _LazyArraySplit(name, x, labels, keep)
     return ArraySplit(name, x, labels)
@@ -165,17 +174,27 @@ def _array_split(name: str, x: Any, labels: np.ndarray, keep: Any = None) -> Spl
 def npz(path: Path) -> tuple[Split, Split, list[str]]:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
-    with archive:
-        members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(members)
-        if missing:
-            raise DataError(f"{path}: missing arrays {', '.join(sorted(missing))} (found {', '.join(sorted(members))})")
-        scratch = _Scratch()
-        arrays = {key: _npz_member(path, archive, members[key], scratch) for key in ("x_train", "x_test")}
-        small = {key: _small_member(path, archive, members[key]) for key in ("y_train", "y_test", "class_names")
-                 if key in members}  # fmt: skip
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file, which is a zip archive of .npy arrays ({exc}); write it "
+                        "with numpy.savez") from None  # fmt: skip
+    try:
+        with archive:
+            return _npz_splits(path, archive)
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:  # a damaged member
+        raise DataError(f"{path}: a damaged .npz file ({type(exc).__name__}: {exc})") from None
+
+
+def _npz_splits(path: Path, archive: zipfile.ZipFile) -> tuple[Split, Split, list[str]]:
+    members = {Path(n).stem: n for n in archive.namelist() if n.endswith(".npy")}
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(members)
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(sorted(missing))} (found {', '.join(sorted(members))})")
+    scratch = _Scratch()
+    arrays = {key: _npz_member(path, archive, members[key], scratch) for key in ("x_train", "x_test")}
+    small = {key: _small_member(path, archive, members[key]) for key in ("y_train", "y_test", "class_names")
+             if key in members}  # fmt: skip
     names = [str(n) for n in small.get("class_names", [])]
     train = _array_split(f"{path.name}/train", arrays["x_train"], small["y_train"], scratch)
     test = _array_split(f"{path.name}/test", arrays["x_test"], small["y_test"], scratch)
@@ -202,25 +221,38 @@ def _npz_member(path: Path, archive: zipfile.ZipFile, member: str, scratch: _Scr
             raw.seek(info.header_offset)
             header = raw.read(30)
             start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
-            return _map_npy(path, start, member)
-    target = scratch.folder() / f"{Path(member).stem}.npy"
+            return _map_npy(path, start, member, info.file_size)
+    folder = scratch.folder()
+    free = shutil.disk_usage(folder).free
+    if info.file_size > free:  # inflating it would fill the disk (a zip bomb, or a set too large for the scratch space)
+        raise DataError(f"{path}: member {member} inflates to {info.file_size:,} bytes but {folder} has {free:,} free; "
+                        "store the arrays uncompressed (numpy.savez) or set TMPDIR to a larger disk")  # fmt: skip
+    target = folder / f"{Path(member).stem}.npy"
     with archive.open(member) as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink, 1 << 20)
-    return _map_npy(target, 0, member)
+    return _map_npy(target, 0, member, target.stat().st_size)
 
 
-def _map_npy(file: Path, start: int, member: str) -> np.ndarray:
+def _map_npy(file: Path, start: int, member: str, size: int) -> np.ndarray:
+    """The .npy array of ``size`` bytes at ``start`` in ``file``, memory-mapped; its header's
+    shape must account for exactly those bytes (a larger one would read past the member)."""
     with open(file, "rb") as handle:
         handle.seek(start)
         try:
             version = np.lib.format.read_magic(handle)
             read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read_header(handle)
-        except ValueError as exc:
-            raise DataError(f"{file}: member {member} is not a .npy array ({exc})") from exc
+        except (ValueError, EOFError) as exc:
+            raise DataError(f"{file}: member {member} is not a .npy array ({exc})") from None
         offset = handle.tell()
     if dtype.hasobject:
         raise DataError(f"{file}: member {member} holds Python objects; only numeric arrays are read")
+    data_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if data_bytes != size - (offset - start):
+        raise DataError(f"{file}: member {member} declares {dtype} {shape} ({data_bytes:,} bytes) but holds "
+                        f"{size - (offset - start):,} bytes of data: truncated or altered")  # fmt: skip
+    if data_bytes == 0:
+        return np.zeros(shape, dtype)
     return np.memmap(file, dtype, "r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
@@ -228,38 +260,52 @@ def _small_member(path: Path, archive: zipfile.ZipFile, member: str) -> np.ndarr
     with archive.open(member) as handle:
         try:
             return np.lib.format.read_array(handle, allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{path}: member {member} cannot be read ({exc})") from exc
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DataError(f"{path}: member {member} cannot be read ({exc})") from None
 
 
 # ---------------------------------------------------------------------------- HDF5
 
 
 def hdf5(files: list[Path]) -> tuple[Split, Split, list[str]]:
-    import h5py
-
     where: dict[str, tuple[Path, tuple[int, ...], np.dtype[Any]]] = {}
     small: dict[str, np.ndarray] = {}
     for file in files:
         try:
-            with h5py.File(file, "r") as h5:
-                for key in h5:
-                    if key in ("train_set_x", "test_set_x"):
-                        where[key] = (file, tuple(h5[key].shape), h5[key].dtype)
-                    elif key in ("train_set_y", "test_set_y", "list_classes"):
-                        small[key] = np.asarray(h5[key])
-        except OSError as exc:
-            raise DataError(f"{file}: not a readable HDF5 file ({exc})") from exc
+            _hdf5_file(file, where, small)
+        except DataError:
+            raise
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # h5py's errors on damaged files
+            raise DataError(f"{file}: not a readable HDF5 file ({exc})") from None
     needed = {"train_set_x", "train_set_y", "test_set_x", "test_set_y"}
     if not needed <= set(where) | set(small):
         raise DataError(f"{', '.join(map(str, files))}: missing datasets {', '.join(sorted(needed - set(where) - set(small)))}")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in small.get("list_classes", [])]
-    name = files[0].parent.name
     splits = []
     for part in ("train", "test"):
         file, shape, dtype = where[f"{part}_set_x"]
-        splits.append(HDF5Split(f"{name}/{part}", file, f"{part}_set_x", small[f"{part}_set_y"], shape, dtype))
+        if len(shape) not in (3, 4):
+            raise DataError(f"{file}: {part}_set_x has shape {shape}; expected (examples, height, width[, channels])")
+        labels = class_numbers(f"{file}: {part}_set_y", small[f"{part}_set_y"])
+        splits.append(HDF5Split(f"{file.name}/{part}", file, f"{part}_set_x", labels, shape, dtype))
     return splits[0], splits[1], names
+
+
+def _hdf5_file(file: Path, where: dict[str, tuple[Path, tuple[int, ...], np.dtype[Any]]],
+               small: dict[str, np.ndarray]) -> None:  # fmt: skip
+    import h5py
+
+    with h5py.File(file, "r") as h5:
+        for key in h5:
+            if key not in ("train_set_x", "test_set_x", "train_set_y", "test_set_y", "list_classes"):
+                continue
+            item = h5[key]
+            if not isinstance(item, h5py.Dataset):
+                raise DataError(f"{file}: {key} is a {type(item).__name__}, not a dataset")
+            if key.endswith("_x"):
+                where[key] = (file, tuple(item.shape), item.dtype)
+            else:
+                small[key] = np.asarray(item)
 
 
 # ---------------------------------------------------------------------------- image folders
@@ -270,6 +316,7 @@ def image_folder(root: Path) -> tuple[Split, Split, list[str]]:
     ``ROOT/<class>/*`` split 80/20 (seeded)."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         names = classes(root / "train")
+        _same_classes(root, names, classes(root / "test"))
         return image_files(root / "train", names, root), image_files(root / "test", names, root), names
     names = classes(root)
     every = image_files(root, names, root)
@@ -278,6 +325,17 @@ def image_folder(root: Path) -> tuple[Split, Split, list[str]]:
     train, test = every.subset(np.sort(order[:cut])), every.subset(np.sort(order[cut:]))
     train.name, test.name = f"{root.name}/train", f"{root.name}/test"
     return train, test, names
+
+
+def _same_classes(root: Path, train: list[str], test: list[str]) -> None:
+    """The test folder's classes are the training folder's: a class more or less would shift
+    every later class number (labels come from the sorted folder names)."""
+    missing, extra = sorted(set(train) - set(test)), sorted(set(test) - set(train))
+    if missing or extra:
+        said = [f"misses {', '.join(map(repr, missing))}" if missing else "", f"has {', '.join(map(repr, extra))} "
+                "that train/ has not" if extra else ""]  # fmt: skip
+        raise DataError(f"{root / 'test'}: the test classes differ from the training classes: test/ "
+                        f"{' and '.join(p for p in said if p)}; give both folders the same class subfolders")  # fmt: skip
 
 
 def classes(folder: Path) -> list[str]:

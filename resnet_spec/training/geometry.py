@@ -60,7 +60,7 @@ def geometry_for(split: Split, spec: ResNetSpec, *, train: bool) -> Geometry:
     size = (spec.input.height, spec.input.width, spec.input.channels)
     training = spec.training
     crop = training.augmentation.random_resized_crop if training is not None else None
-    resize = training.preprocessing.resize if training is not None else None
+    resize = training.preprocessing.resizing if training is not None else None
     antialias = training.preprocessing.antialias if training is not None else True
     if train and crop is not None:
         return Geometry("random_resized_crop", *size, ratio=(crop.ratio[0], crop.ratio[1]), antialias=antialias)

@@ -43,6 +43,7 @@ import numpy as np
 from ..spec import Execution, Training
 from ..weights import Weights, initial_weights
 from . import fine_tune
+from .checks import enough_to_train
 from .errors import TrainingError
 from .geometry import Geometry, geometry_for
 from .plan import Plan
@@ -122,6 +123,7 @@ class TrainingJob:
         """A job for ``dataset``: the recipe's validation hold-out, the preprocessor fitted on the
         rest, the recipe's execution settings with ``execution``'s (non-None) values over them."""
         training = training_of(arch)
+        enough_to_train(dataset.name, len(dataset.train), training)
         train, validation = dataset.validation_split(training.validation_split, training.seed)
         size = (arch.spec.input.height, arch.spec.input.width, arch.spec.input.channels)
         preprocessor = Preprocessor.fit(training.preprocessing, train, size)

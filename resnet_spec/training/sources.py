@@ -17,7 +17,6 @@ Backends read a split through :meth:`Split.read` (fixed-shape splits, a batch at
 
 from __future__ import annotations
 
-import io
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -26,15 +25,16 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .images import MODES, PILLOW_FORMATS, decode_image
+from .labels import class_numbers
 
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # Pillow modes for the spec's channel counts
-PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")  # formats.IMAGE_SUFFIXES
+__all__ = ["MODES", "PILLOW_FORMATS", "ArraySplit", "HDF5Split", "ImageFiles", "IndexedSplit", "Split", "decode_image"]
 
 
 class Split(ABC):
     def __init__(self, name: str, labels: np.ndarray) -> None:
         self.name = name
-        self.labels = np.asarray(labels, np.int64).reshape(-1)
+        self.labels = class_numbers(name, labels)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,9 +70,15 @@ class Split(ABC):
         """The paths of the examples at ``indices`` (image-file splits)."""
         raise NotImplementedError(f"{self.name} holds arrays, not files")
 
+    @property
+    def expect(self) -> tuple[int, int, int] | None:
+        """Image files: the (height, width, channels) every file must have (the recipe converts
+        nothing), or None (files are converted to the input); set by :mod:`.checks`."""
+        return None
+
     def decode(self, index: int, channels: int) -> np.ndarray:
         """Example ``index`` as an (h, w, channels) uint8 array (image-file splits, with Pillow)."""
-        return decode_image(self.files(np.array([index]))[0], channels)
+        return decode_image(self.files(np.array([index]))[0], channels, self.expect)
 
     @abstractmethod
     def subset(self, indices: np.ndarray) -> Split: ...
@@ -130,13 +136,16 @@ class HDF5Split(Split):
         return self._dtype
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        if self._pid != os.getpid():  # a new process (an input worker): its own handle
-            import h5py
-
-            self._handle, self._pid = h5py.File(self.file, "r")[self.key], os.getpid()
         indices = np.asarray(indices, np.int64)
         unique, inverse = np.unique(indices, return_inverse=True)  # h5py reads increasing indices only
-        block = np.asarray(self._handle[unique])
+        try:
+            if self._pid != os.getpid():  # a new process (an input worker): its own handle
+                import h5py
+
+                self._handle, self._pid = h5py.File(self.file, "r")[self.key], os.getpid()
+            block = np.asarray(self._handle[unique])
+        except (OSError, KeyError, ValueError, TypeError) as exc:  # a file truncated or changed since it was checked
+            raise DataError(f"{self.file}: cannot read {self.key} examples {unique[:4].tolist()} ({exc})") from None
         out = block[inverse]
         return out[..., None] if out.ndim == 3 else out
 
@@ -152,6 +161,11 @@ class ImageFiles(Split):
         super().__init__(name, labels)
         self.root = Path(root)
         self.paths = np.asarray(paths, dtype=np.bytes_)  # relative, os.fsencode'd
+        self.required: tuple[int, int, int] | None = None
+
+    @property
+    def expect(self) -> tuple[int, int, int] | None:
+        return self.required
 
     def suffixes(self) -> set[str]:
         tails = np.char.rpartition(self.paths, b".")[:, 2]
@@ -163,7 +177,9 @@ class ImageFiles(Split):
 
     def subset(self, indices: np.ndarray) -> Split:
         indices = np.asarray(indices, np.int64)
-        return ImageFiles(self.name, self.root, self.paths[indices], self.labels[indices])
+        subset = ImageFiles(self.name, self.root, self.paths[indices], self.labels[indices])
+        subset.required = self.required
+        return subset
 
 
 class IndexedSplit(Split):
@@ -179,6 +195,10 @@ class IndexedSplit(Split):
     def dtype(self) -> np.dtype[Any]:
         return self.parent.dtype
 
+    @property
+    def expect(self) -> tuple[int, int, int] | None:
+        return self.parent.expect
+
     def suffixes(self) -> set[str]:
         return self.parent.suffixes()
 
@@ -190,20 +210,3 @@ class IndexedSplit(Split):
 
     def subset(self, indices: np.ndarray) -> Split:
         return IndexedSplit(self.parent, self.indices[np.asarray(indices, np.int64)])
-
-
-def decode_image(path: str, channels: int) -> np.ndarray:
-    """An image file as (h, w, channels) uint8, converted by Pillow (``L``, ``RGB``, ``RGBA``)."""
-    from PIL import Image, UnidentifiedImageError
-
-    mode = MODES.get(channels)
-    if mode is None:
-        raise DataError(f"image files hold 1, 3 or 4 channel images; the spec asks for {channels}")
-    try:
-        # The whole file at once, and only the formats image folders hold: for small images
-        # Pillow's parsing (dozens of small reads) costs more than the decoding.
-        with open(path, "rb") as handle, Image.open(io.BytesIO(handle.read()), formats=PILLOW_FORMATS) as image:
-            array = np.asarray(image if image.mode == mode else image.convert(mode), np.uint8)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from exc
-    return array[..., None] if array.ndim == 2 else array
