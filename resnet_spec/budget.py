@@ -157,4 +157,4 @@ def _head_params(spec: ResNetSpec, channels: int) -> int:
         elif isinstance(layer, DenseLayer):
             params += (width + 1) * layer.units
             width = layer.units
-    return params + (width + 1) * spec.classes
+    return params + (width + 1) * (spec.classes or 0)  # a backbone has no classifier

@@ -34,10 +34,15 @@ def _stage_depth(spec: ResNetSpec, stage: StageOptions, blocks: int) -> int:
     return first + (blocks - 1) * block_depth(spec, stage.block)
 
 
+def _classifier(spec: ResNetSpec) -> int:
+    """1 for the classifier a classifier head counts; a backbone (``head.features``) has none."""
+    return 0 if spec.head.features is not None else 1
+
+
 def resolve(spec: ResNetSpec) -> tuple[DepthResult | None, list[Diagnostic]]:
     """Block counts for every stage and the resulting depth (block kinds must already be known)."""
     stem = sum(isinstance(layer, ConvLayer) for layer in spec.stem)
-    fixed = stem + 1  # + classifier
+    fixed = stem + _classifier(spec)
     open_stages = [i for i, s in enumerate(spec.stages) if s.blocks is None]
     for i, stage in enumerate(spec.stages):
         if stage.blocks is not None:
@@ -97,11 +102,12 @@ def _no_n(spec: ResNetSpec, per_n: int, offset: int) -> Diagnostic:
 
 def _mismatch(spec: ResNetSpec, actual: int, counts: tuple[int, ...]) -> Diagnostic:
     stem = sum(isinstance(layer, ConvLayer) for layer in spec.stem)
-    blocks = actual - stem - 1
+    blocks = actual - stem - _classifier(spec)
+    classifier = " + 1 classifier" if _classifier(spec) else " (a backbone: no classifier)"
     return Diagnostic(
         "RS205",
         f"declared depth {show_int(spec.depth or 0)} does not match the structure: {stem} stem conv(s) + {blocks} block "
-        f"layers (blocks per stage {list(counts)}) + 1 classifier = {actual}",
+        f"layers (blocks per stage {list(counts)}){classifier} = {actual}",
         hint=f"write `depth: {actual}`, remove `depth`, or change the block counts",
         key_path=("depth",),
     )

@@ -92,6 +92,8 @@ CODES: dict[str, CodeInfo] = {
     "RS207": CodeInfo("model too large", "The estimated size of the network exceeds the safety limits; nothing was allocated."),
     "RS208": CodeInfo("width not an integer", "A derived channel count (bottleneck width, width multiplier, squeeze-excite) is not a whole number."),
     "RS209": CodeInfo("head shape", "The head does not reduce the feature map to a vector before the classifier."),
+    "RS210": CodeInfo("unknown feature", "A backbone's `head.features` names no stage (`stem`, `stage1`...) or node of the graph, or names one node twice."),
+    "RS211": CodeInfo("backbone with a classifier", "A backbone (`head.features`) is given `classes`, head layers, a classifier, an output or a training section: it returns feature maps, not class scores."),
     # RS3xx: training section
     "RS301": CodeInfo("schedule boundaries", "Learning-rate schedule boundaries must increase and lie inside the training run."),
     "RS302": CodeInfo("schedule values", "A piecewise schedule needs one more value than boundaries."),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import budget
+from . import backbone, budget
 from . import graph as g
 from .blocks import applicability, residual
 from .blocks.builder import BUILTIN_SETTINGS, BlockBuilder, ExpansionError, NetworkBuilder, Template
@@ -29,7 +29,7 @@ __all__ = ["ExpansionError", "drop_rates", "expand"]
 
 
 def expand(spec: ResNetSpec) -> tuple[g.Graph | None, list[Diagnostic]]:
-    problems = applicability.check(spec)
+    problems = applicability.check(spec) + backbone.check(spec)
     if problems:
         return None, problems
     depth, problems = resolve_depth(spec)
@@ -78,9 +78,17 @@ class _Expander:
         spec, net = self.spec, self.net
         x = net.add(g.Input("input", (), ("input",), shape=(spec.input.height, spec.input.width, spec.input.channels)))
         x, channels = LayerList(net, "stem", net.settings).emit(x, spec.stem, ("stem",), spec.input.channels)
+        places = {"stem": x} if spec.stem else {}  # what a backbone's features may name
         for index, (stage, rates) in enumerate(zip(spec.stages, drop_rates(spec, counts))):
             x, channels = self._stage(index, stage, rates, x, channels)
-        net.graph.set_output(self._head(x, channels))
+            places[f"stage{index + 1}"] = x
+        if spec.head.features is None:
+            net.graph.set_output(self._head(x, channels))
+            return net.graph
+        outputs, problems = backbone.resolve(spec, net.graph, places)
+        if problems:
+            raise ExpansionError(problems)
+        net.graph.set_outputs(outputs)
         return net.graph
 
     def _stage(self, index: int, stage: StageOptions, rates: list[float], x: str, channels: int) -> tuple[str, int]:
@@ -111,6 +119,7 @@ class _Expander:
             x, head.layers, ("head", "layers"), channels
         )
         c = head.classifier
+        assert self.spec.classes is not None  # backbone.check: a classifier head has classes
         kernel_l2 = net.settings.kernel_l2 if c.kernel_l2 is None else c.kernel_l2
         x = net.add(g.Dense("head.classifier", (x,), ("head", "classifier"), units=self.spec.classes, use_bias=c.bias,
                             initializer=c.initializer, kernel_l2=kernel_l2))  # fmt: skip

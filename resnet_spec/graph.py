@@ -23,7 +23,9 @@ Conventions every backend must follow:
   registers one module per node in this order, and Keras, which orders layers by their depth,
   receives each add's operands in graph order, so that equally deep layers follow it too. A
   residual block lists its branch before its shortcut unless the spec says otherwise.
-* The output is named explicitly (``Graph.output``), never inferred from the last node.
+* The output is named explicitly (``Graph.output``), never inferred from the last node. A
+  backbone has several named outputs (``Graph.outputs``: output name -> node, in the order the
+  spec lists them); ``output`` is then the deepest of them.
 * Batch normalization's ``decay`` is the weight of the old running statistic
   (``running = decay * running + (1 - decay) * batch``; PyTorch's ``momentum`` is ``1 - decay``).
   ``running_variance`` says whether the running variance accumulates the biased batch variance
@@ -215,10 +217,12 @@ OP_NAMES: dict[type[Node], str] = {
 @dataclass
 class Graph:
     """Nodes in topological order; ``output`` names the node whose value the model returns (set
-    by whoever builds the graph, with :meth:`set_output`)."""
+    by whoever builds the graph, with :meth:`set_output`), or ``outputs`` a backbone's named
+    outputs (:meth:`set_outputs`)."""
 
     nodes: list[Node] = field(default_factory=list)
     output: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)  # a backbone's: output name -> node; else empty
 
     def __post_init__(self) -> None:
         self._by_name: dict[str, Node] = {n.name: n for n in self.nodes}
@@ -247,6 +251,25 @@ class Graph:
         if name not in self._by_name:
             raise ValueError(f"the output {name!r} is not a node of the graph")
         self.output = name
+
+    def set_outputs(self, named: dict[str, str]) -> None:
+        """A backbone's outputs, name -> node; ``output`` becomes the one latest in graph order."""
+        for node in named.values():
+            if node not in self._by_name:
+                raise ValueError(f"the output {node!r} is not a node of the graph")
+        if not named:
+            raise ValueError("a graph needs at least one output")
+        order = {n.name: i for i, n in enumerate(self.nodes)}
+        self.outputs = dict(named)
+        self.output = max(named.values(), key=order.__getitem__)
+
+    def named_outputs(self) -> dict[str, str]:
+        """Every output, name -> node: a backbone's ``outputs``, else ``{output: output}``."""
+        return dict(self.outputs) if self.outputs else {self.output: self.output}
+
+    @property
+    def output_nodes(self) -> frozenset[str]:
+        return frozenset(self.outputs.values()) if self.outputs else frozenset((self.output,))
 
     def __getitem__(self, name: str) -> Node:
         return self._by_name[name]

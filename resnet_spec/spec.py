@@ -87,7 +87,14 @@ class Classifier(SpecModel):
     kernel_l2: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
+FeatureRef = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")]
+"""A feature output: `stem`, `stageN` (the output of stage N, counted from 1) or a graph node's name."""
+OutputName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+
+
 class Head(SpecModel):
+    """A classifier head (pooling layers, the classifier) or, with `features`, a backbone's outputs."""
+
     # Mutable defaults are safe in pydantic models (copied per instance); ruff cannot see that
     # SpecModel is one, as it is defined in another module.
     layers: Annotated[list[HeadLayer], Field(max_length=256)] = [GlobalAvgPoolLayer(type="global_avg_pool")]  # noqa: RUF012
@@ -95,6 +102,21 @@ class Head(SpecModel):
     output: Literal["logits", "softmax"] = "logits"
     """logits: the model returns raw scores and the loss applies the softmax (recommended);
     softmax: the model ends with a softmax."""
+    features: (
+        Annotated[list[FeatureRef], Field(min_length=1, max_length=64)]
+        | Annotated[dict[OutputName, FeatureRef], Field(min_length=1, max_length=64)]
+        | None
+    ) = None
+    """A backbone: the model returns these feature maps instead of class scores, as named outputs.
+    A list of references (`stem`, `stageN`, or a node name such as `stage2.block0.conv1`), each
+    output named as written, or a mapping output name -> reference (`{c2: stage1, c3: stage2}`).
+    Takes the place of `layers`, `classifier` and `output`, and of the top-level `classes`."""
+
+    def named_features(self) -> dict[str, str]:
+        """Output name -> reference, in the order written (empty for a classifier head)."""
+        if self.features is None:
+            return {}
+        return dict(self.features) if isinstance(self.features, dict) else {ref: ref for ref in self.features}
 
 
 class InputShape(SpecModel):
@@ -111,7 +133,8 @@ class ResNetSpec(SpecModel):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     description: Annotated[str, Field(max_length=10_000)] | None = None
     input: InputShape
-    classes: Annotated[int, Field(ge=1, le=1_000_000)]
+    classes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    """Number of classes (the classifier's size). Required, unless the head is a backbone's (`head.features`)."""
     depth: Annotated[int, Field(ge=1)] | None = None
     """Declared depth: convolutions on the main path (stem and blocks, not shortcuts) plus the
     classifier. Checked against the structure; stages without `blocks` get their count from it."""
@@ -131,8 +154,8 @@ __all__ = [
     "BUILTIN_BLOCKS", "PADDING_DOC", "SPEC_VERSION", "ActivationLayer", "ActivationName", "Augmentation",
     "AvgPoolLayer", "BlockLayer", "BlockName", "Channels", "Classifier", "ConstantSchedule", "ConvLayer",
     "CosineSchedule", "CustomBlock", "CustomStage", "Defaults", "DenseLayer", "DropoutLayer", "Execution",
-    "FlattenLayer", "GlobalAvgPoolLayer", "Head", "HeadLayer", "IdentityShortcut", "InputShape", "KernelSize",
-    "LayerSettings", "Loss", "MaxPoolLayer", "NormLayer", "NormSettings", "Optimizer", "PadValue", "Padding",
+    "FeatureRef", "FlattenLayer", "GlobalAvgPoolLayer", "Head", "HeadLayer", "IdentityShortcut", "InputShape", "KernelSize",
+    "LayerSettings", "Loss", "MaxPoolLayer", "NormLayer", "NormSettings", "Optimizer", "OutputName", "PadValue", "Padding",
     "PiecewiseSchedule", "PreactProjectionShortcut", "Preprocessing", "ProjectionShortcut", "RandomResizedCrop", "Rate",
     "ResNetSpec", "Resize", "Schedule", "ShortcutKind", "SqueezeExcite", "Stage", "StageOptions", "StemLayer", "StochasticDepth",
     "StrideValue", "Training", "Warmup", "ZeroPadLayer", "ZeroPadShortcut",

@@ -40,6 +40,20 @@ def block_rows(arch: Architecture) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+def output_rows(arch: Architecture) -> list[dict[str, Any]]:
+    """Each output of the model (a backbone's features, in the spec's order; else the one
+    output) with its node, shape, channels and stride, as timm's ``feature_info`` lists them
+    (``num_chs``, ``reduction``, ``module``). Stride: input height / output height, None for a
+    vector."""
+    height = arch.graph.input.shape[0]
+    rows = []
+    for name, node in arch.graph.named_outputs().items():
+        shape = arch.shape_of(node)
+        stride = height // shape[0] if len(shape) == 3 else None
+        rows.append({"name": name, "node": node, "shape": list(shape), "channels": shape[-1], "stride": stride})
+    return rows
+
+
 def to_json(arch: Architecture) -> dict[str, Any]:
     return {
         "name": arch.name,
@@ -50,6 +64,7 @@ def to_json(arch: Architecture) -> dict[str, Any]:
         "params_non_trainable": arch.params_non_trainable,
         "params_total": arch.params_trainable + arch.params_non_trainable,
         "macs": arch.macs,
+        "outputs": output_rows(arch),
         "blocks": block_rows(arch),
         "nodes": node_rows(arch),
     }
@@ -72,5 +87,13 @@ def to_text(arch: Architecture, *, per_node: bool = False) -> str:
     lines.append("")
     lines.append(f"parameters: {arch.params_trainable:,} trainable, {arch.params_non_trainable:,} non-trainable, "
                  f"{arch.params_trainable + arch.params_non_trainable:,} total")  # fmt: skip
-    lines.append(f"MACs: {arch.macs:,} ({arch.macs / 1e9:.3f} G) per image; output {fmt(arch.output_shape)}")
+    if not arch.graph.outputs:
+        lines.append(f"MACs: {arch.macs:,} ({arch.macs / 1e9:.3f} G) per image; output {fmt(arch.output_shape)}")
+        return "\n".join(lines)
+    lines.append(f"MACs: {arch.macs:,} ({arch.macs / 1e9:.3f} G) per image; {len(arch.graph.outputs)} outputs (a backbone):")
+    outputs = output_rows(arch)
+    width = max(len(r["name"]) for r in outputs)
+    for r in outputs:
+        lines.append(f"  {r['name'].ljust(width)}  {fmt(tuple(r['shape']))}  {r['channels']} channels, "
+                     f"stride {r['stride']}  ({r['node']})")  # fmt: skip
     return "\n".join(lines)

@@ -104,6 +104,8 @@ TORCHVISION_COUNTS = [
     ("resnet152", 60_192_808),
     ("resnext50_32x4d", 25_028_904),
     ("wide_resnet50_2", 68_883_240),
+    # resnet50 up to layer4 (create_feature_extractor(resnet50(), {"layer4": ...}) keeps no fc).
+    ("resnet50_backbone", 23_508_032),
 ]
 
 

@@ -84,7 +84,9 @@ def build_model(arch: Any, *, dtype: str = "float32", **options: Any) -> keras.M
             names = sorted(node.inputs, key=position.__getitem__) if isinstance(node, g.Add) else node.inputs
             inputs = [tensors[name] for name in names]
             tensors[node.name] = _BUILDERS[type(node)](node, inputs, info[node.inputs[0]].output_shape)
-        return keras.Model(tensors[graph.input.name], tensors[graph.output], name=model_name(arch.name))
+        # A backbone's model returns a dict, output name -> feature map (a multi-output model).
+        outputs = {name: tensors[node] for name, node in graph.outputs.items()} if graph.outputs else tensors[graph.output]
+        return keras.Model(tensors[graph.input.name], outputs, name=model_name(arch.name))
 
 
 @contextlib.contextmanager

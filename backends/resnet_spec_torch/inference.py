@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from resnet_spec import graph as g
 from resnet_spec.backends import BackendError
 from resnet_spec.spec import Execution
 from resnet_spec.training.geometry import Geometry
@@ -29,37 +28,14 @@ EVAL_BATCH = 256
 
 class LogitsNet(nn.Module):
     """The compiled network up to ``head.classifier`` (the training loss's input), sharing its
-    modules, for specs that end in a softmax. It walks the graph's nodes by name, as
-    ``ResNet.forward`` does, and drops each value after its last reader."""
+    modules, for specs that end in a softmax: :meth:`.model.ResNet.logits`, the model's own walk."""
 
     def __init__(self, net: ResNet, arch: Any) -> None:
         super().__init__()
         self.net = net
-        nodes = []
-        for node in arch.graph:
-            if isinstance(node, g.Input):
-                continue
-            nodes.append(node)
-            if node.name == LOGITS:
-                break
-        last: dict[str, str] = {}
-        for node in nodes:
-            for name in node.inputs:
-                last[name] = node.name
-        self.input_name = arch.graph.input.name
-        self._plan = [
-            (node.name, net.get_submodule(node.name), node.inputs,
-             tuple(sorted({i for i in node.inputs if last.get(i) == node.name})))
-            for node in nodes
-        ]  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values = {self.input_name: x}
-        for name, module, inputs, release in self._plan:
-            values[name] = module(*[values[i] for i in inputs])
-            for dead in release:
-                del values[dead]
-        return values[LOGITS]
+        return self.net.logits(x)
 
 
 def logits_net(net: ResNet, arch: Any) -> nn.Module:

@@ -75,14 +75,18 @@ def iter_node_outputs(model: nn.Module, arch: Architecture, images: np.ndarray) 
     own walk, each value dropped after its last reader, so a deep network's outputs never all
     exist at once. Each array is a copy, made before the next module runs (modules that work
     in place overwrite their input). The model's modes are restored when the walk ends or is
-    abandoned."""
+    abandoned.
+
+    The NCHW input is contiguous, as ``forward`` is usually given it (a permuted NHWC view
+    would be channels-last memory, which convolutions compute differently), so the outputs
+    equal ``forward``'s and forward hooks' on the same batch exactly (tests/test_torch_native.py)."""
     from .probe import Neutral, walk
 
     net = unwrap(model)
     if not isinstance(net, ResNet):
         raise TypeError(f"expected a model built by the torch backend, got {type(net).__name__}")
     param = next(net.parameters(), None)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
     if param is not None:
         x = x.to(device=param.device, dtype=param.dtype)
     neutral = Neutral(arch)

@@ -40,13 +40,13 @@ from resnet_spec.backends import BackendError, ProbeResult
 from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
 from . import layers as L
+from .model import Step
+from .model import walk as model_walk
 from .weights import feature_orders, kernel_parameters, node_tensors, to_neutral, unwrap
 
 if TYPE_CHECKING:
     from resnet_spec.parity.spill import Spill
     from resnet_spec.pipeline import Architecture
-
-Step = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # ResNet._steps: name, path, inputs, release
 
 LOGITS = "head.classifier"
 
@@ -134,22 +134,9 @@ class Neutral:
 def walk(net: nn.Module, steps: Sequence[Step], values: dict[str, torch.Tensor], *,
          emit: Callable[[str, torch.Tensor], None] | None = None, keep: frozenset[str] = frozenset(),
          leaf: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Run ``steps`` (a slice of the model's own walk, :class:`.model.ResNet`) on ``values``,
-    dropping each value after its last reader unless it is in ``keep``. ``emit`` sees every
-    node's output before a later in-place module can overwrite it; an in-place module whose
-    input is ``leaf`` (a segment's input, which autograd must keep intact) gets a copy."""
-    for name, path, inputs, release in steps:
-        module = net._module(path)  # type: ignore[operator]
-        args = [values[i] for i in inputs]
-        if leaf is not None and args[0] is leaf and getattr(module, "inplace", False):
-            args[0] = args[0].clone()
-        values[name] = module(*args)
-        if emit is not None:
-            emit(name, values[name])
-        for dead in release:
-            if dead not in keep:
-                values.pop(dead, None)
-    return values
+    """Run ``steps`` (a slice of the model's node-by-node walk, ``ResNet._steps``) on ``values``:
+    the model's own walk (:func:`.model.walk`), which ``forward`` runs too."""
+    return model_walk(net, steps, values, emit=emit, keep=keep, leaf=leaf)
 
 
 def train_probe(model: nn.Module, arch: Architecture, batches: list[tuple[np.ndarray, np.ndarray]], *, steps: int,

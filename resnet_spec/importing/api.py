@@ -168,7 +168,8 @@ def _match(arch: Architecture, source: Source, excluded: set[str]) -> ImportResu
     try:
         if isinstance(source, GraphSource):
             ops, output = target.ops()
-            pairs = match_graph(skeleton(ops, output), skeleton(source.ops, source.output))
+            pairs = match_graph(skeleton(ops, output), skeleton(source.ops, source.output),
+                                backbone=bool(arch.graph.outputs))  # fmt: skip
         else:
             pairs = match_names(target, source)
     except (Mismatch, StructureError) as problem:
@@ -199,6 +200,13 @@ def _result(arch: Architecture, target: Target, source: Source, pairs: list[Any]
     new = [slot.name for slot in target.slots if slot.excluded]
     method: Literal["graph", "names"] = "graph" if isinstance(source, GraphSource) else "names"
     notes = _notes(pairs)
+    if arch.graph.outputs:  # a backbone: what the source has beyond its last block has no place
+        paired = {id(unit) for _, unit in pairs}
+        beyond = [t.name for unit in source.units if id(unit) not in paired for t in unit.tensors.values()]
+        unused.extend(beyond)
+        if beyond:
+            notes.append(f"the spec is a backbone (head.features): the source's {len(beyond)} tensors after its "
+                         "blocks (its head) have no place in it and were left out")  # fmt: skip
     if method == "names":
         notes.append(NO_STRIDES)
     return ImportResult(weights, source.description, method, matched, new, unused, notes, replaced)

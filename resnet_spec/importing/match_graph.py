@@ -19,9 +19,11 @@ from .target import Slot
 Pairs = list[tuple[Slot, Unit]]
 
 
-def match_graph(target: list[Item], source: list[Item]) -> Pairs:
+def match_graph(target: list[Item], source: list[Item], *, backbone: bool = False) -> Pairs:
+    """``backbone``: the spec ends before the source does (a backbone has no head), so the
+    source's weights after the spec's last ones (its classifier) are left unused."""
     pairs: Pairs = []
-    _sequence(target, source, pairs, where="the network")
+    _sequence(target, source[: len(target)] if backbone else source, pairs, where="the network")
     return pairs
 
 

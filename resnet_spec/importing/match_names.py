@@ -60,7 +60,7 @@ def _match_at(target: Target, units: list[Unit], rank: dict[int, int], depth: in
         pairs.extend(_match_block(block, group, depth, rank))
     inside = {id(u) for group in groups for u in group}
     pool = [u for u in units if id(u) not in inside]
-    pairs.extend(_match_pool([*target.stem, *target.head], pool))
+    pairs.extend(_match_pool([*target.stem, *target.head], pool, leftovers=bool(target.arch.graph.outputs)))
     return pairs
 
 
@@ -313,9 +313,11 @@ def _nothing_fits(slot: Slot, free: list[Unit]) -> str:
 # ---------------------------------------------------------------------- 4. stem and head
 
 
-def _match_pool(slots: list[Slot], pool: list[Unit]) -> Pairs:
+def _match_pool(slots: list[Slot], pool: list[Unit], *, leftovers: bool = False) -> Pairs:
+    """The stem and head slots from the units outside the blocks. ``leftovers``: a backbone has
+    no head, so the source's (its classifier) may be left unused."""
     pairs, free = _fill(slots, pool, " (outside the source's blocks)")
-    if free:
+    if free and not leftovers:
         listing = "; ".join(f"{u.label} ({u.describe()})" for u in free[:3])
         raise Mismatch(f"the source has weights outside its blocks that the spec has no place for: {listing}")
     return pairs

@@ -37,6 +37,10 @@ CALIBRATED = (
     "eval-mode batch norm then normalizes nothing and the residual sum grows through every block); "
     "every check used moving statistics set to the first batch's statistics instead"
 )
+BACKBONE = (
+    "a backbone (head.features) has no classifier, so no loss: only the eval check ran (every node, each "
+    "feature output among them, marked 'output NAME')"
+)
 # A run is lean (docs/parity.md, "Memory and time") where the fast way would pass this.
 MEMORY_BUDGET = 4 << 30
 FRAMEWORKS_BYTES = 1 << 30  # TensorFlow and PyTorch imported, nothing built (measured: 0.96 GB)
@@ -93,8 +97,11 @@ def run(
         weight_backend(name)  # a usage error (unknown backend, framework missing) before any work
     lean = _lean(arch, batch_size) if low_memory is None else low_memory
     isolate = lean if isolate is None else isolate
+    backbone = bool(arch.graph.outputs)  # no classifier, no loss: the train probe has nothing to differentiate
     report = ParityReport(backends, seed, steps, precision, allow_vacuous=allow_vacuous, batch_size=batch_size,
-                          checks_run=list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
+                          checks_run=["eval"] if backbone else list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
+    if backbone:
+        report.notes.append(BACKBONE)
     report.settings = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
                        "tolerances": asdict(tolerances),
                        "memory": {"mode": "lean" if lean else "fast", "child_processes": isolate}}  # fmt: skip
@@ -103,8 +110,9 @@ def run(
                    _batches(arch, seed, batch_size, max(1, steps)))  # fmt: skip
         run.weights = run.starting_weights(seed, start)
         probe = Task("probe", precision, "p", (*PROBE_CHECKS, "kinks"), steps, learning_rate, momentum, weight_decay)
-        a, b = run.both([Task("eval", precision, "e"), probe])
-        if a.overflow and b.overflow:
+        tasks = [Task("eval", precision, "e")] + ([] if backbone else [probe])
+        a, b = run.both(tasks)
+        if a.overflow and b.overflow and not backbone:
             run.weights = run.calibrated()
             report.notes.append(CALIBRATED)
             report.calibrated = True
@@ -154,7 +162,7 @@ def _batches(arch: Architecture, seed: int, batch_size: int, count: int) -> list
     rng = np.random.default_rng(seed + 1)
     h, w, ch = arch.spec.input.height, arch.spec.input.width, arch.spec.input.channels
     return [
-        (rng.standard_normal((batch_size, h, w, ch)).astype(np.float32), rng.integers(0, arch.spec.classes, batch_size))
+        (rng.standard_normal((batch_size, h, w, ch)).astype(np.float32), rng.integers(0, arch.spec.classes or 1, batch_size))
         for _ in range(count)
     ]
 
@@ -212,7 +220,7 @@ class _Run:
         float64 train-mode forward of the first backend, on a copy of the graph whose norms
         have decay 0), so that the eval-mode network is the train-mode one on that batch."""
         graph = g.Graph([replace(n, decay=0.0) if isinstance(n, g.BatchNorm) else n for n in self.arch.graph],
-                        self.arch.graph.output)  # fmt: skip
+                        self.arch.graph.output, dict(self.arch.graph.outputs))  # fmt: skip
         instant = replace(self.arch, graph=graph, analysis=shapes.analyze(graph))  # a new Architecture: its own hash
         stats = self.side(0, [Task("stats", "float64")], arch=instant).stats
         out: dict[str, Mapping[str, Mapping[str, np.ndarray]]] = {}

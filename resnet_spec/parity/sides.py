@@ -13,7 +13,7 @@ import importlib
 import inspect
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -168,11 +168,14 @@ def _eval(model: Any, backend: Any, job: Job, task: Task, result: SideResult) ->
     images = job.batches[0][0]
     outputs = stream(model, job.arch, images) if stream else backend.node_outputs(model, job.arch, images).items()
     rows: dict[str, list[Difference]] = {}
+    # A backbone's feature outputs are nodes too; their rows say which output of the model they are.
+    returned = {node: f"output {name}" for name, node in job.arch.graph.outputs.items()}
     for name, value in outputs:
         result.overflow |= not bool(np.isfinite(value).all())
         key = f"{task.prefix}/eval/{name}"
         if job.compare:
-            rows[name] = [c.output_row("eval", name, job.spill.take(key), value, job.tolerances)]
+            row = c.output_row("eval", name, job.spill.take(key), value, job.tolerances)
+            rows[name] = [replace(row, tensor=returned[name]) if name in returned else row]
         else:
             job.spill.put(key, value)
     if job.compare:
