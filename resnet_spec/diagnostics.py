@@ -229,10 +229,12 @@ _CONTROL = ("Cc", "Cf", "Zl", "Zp")  # control, format (bidi overrides), line an
 
 def printable(text: object, keep_newlines: bool = False) -> str:
     """``text`` with control characters escaped as Python does (``\\x1b``, ``\\n``, ``\\u202e``), so
-    a file name or key cannot move the cursor, recolour the terminal or forge a line."""
+    a file name or key cannot move the cursor, recolour the terminal or forge a line.
+    ``keep_newlines``: a block of text (a report with source lines) keeps its newlines and tabs,
+    so a quoted source line shows the tab a message is about."""
     out = []
     for ch in str(text):
-        if (ch == "\n" and keep_newlines) or unicodedata.category(ch) not in _CONTROL:
+        if (ch in "\n\t" and keep_newlines) or unicodedata.category(ch) not in _CONTROL:
             out.append(ch)
         else:
             out.append(repr(ch)[1:-1] if ch.isascii() or ord(ch) < 0x100 else f"\\u{ord(ch):04x}")

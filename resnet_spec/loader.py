@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,7 +110,14 @@ def _load_json(text: str, builder: _Builder) -> Any:
     # JSON that json.loads accepted, a tab can only be whitespace between tokens (strings cannot
     # hold a raw tab), so a space in its place reads the same, and every position stays where it
     # was: a tab is one column, as in json's own error positions.
-    builder.run(text.replace("\t", " "))
+    substitutes = _yaml_printable_substitutes(text)
+    builder.run(text.replace("\t", " ").translate(substitutes))
+    if substitutes:  # the positions were found under the stand-ins: key them by the document's own strings
+        back = {ord(stand_in): chr(original) for original, stand_in in substitutes.items()}
+        for table in (builder.keys, builder.values):
+            restored = {tuple(p.translate(back) if isinstance(p, str) else p for p in path): at for path, at in table.items()}
+            table.clear()
+            table.update(restored)
     if data is _NOTHING and not builder.diagnostics:
         builder.diagnostics.append(Diagnostic("RS008", "the JSON nests too deeply to read", file=builder.file))
     if any(d.code == "RS003" for d in builder.diagnostics):  # valid JSON that YAML cannot read: no positions
@@ -117,6 +125,21 @@ def _load_json(text: str, builder: _Builder) -> Any:
         builder.values.clear()
         builder.diagnostics = [Diagnostic("RS005", f"duplicate key '{k}'", file=builder.file) for k in duplicates]
     return data
+
+
+# Characters a JSON string may hold raw that YAML refuses as unprintable (DEL, C1 controls,
+# surrogates, U+FFFE/U+FFFF) or reads as line breaks (NEL, U+2028, U+2029): the event pass that finds positions reads the text with each one
+# replaced by a private-use character that the text does not contain, one for one, so every
+# position stays where it was.
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _yaml_printable_substitutes(text: str) -> dict[int, str]:
+    unprintable = sorted(set(_YAML_UNPRINTABLE.findall(text)))
+    if not unprintable:
+        return {}
+    free = (chr(c) for c in range(0xF0000, 0xFFFFE) if chr(c) not in text)  # plane 15: private use
+    return {ord(ch): next(free) for ch in unprintable}
 
 
 def load_text(text: str | bytes, *, filename: str | None = None, fmt: Literal["yaml", "json"] | None = None,

@@ -12,7 +12,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from resnet_spec import yaml_events
+from resnet_spec import pipeline, yaml_events
 from resnet_spec.diagnostics import Diagnostic
 from resnet_spec.loader import Limits, LoadedDocument, apply_overrides, load_file, load_text
 
@@ -487,3 +487,15 @@ def test_large_spec_loads_with_every_position() -> None:
     doc = load_text(text)
     assert doc.ok and len(doc.data["stages"]) == 150
     assert doc.source.locate(("stages", 149)) != (None, None)
+
+
+@pytest.mark.parametrize("odd", ["\x7f", "\x85\x9f", "\u2028", "\ufffe"])
+def test_json_strings_yaml_finds_unprintable_keep_their_positions(odd: str) -> None:
+    """json accepts DEL, C1 controls and U+FFFE raw in a string; the YAML pass that finds
+    positions refuses them as unprintable, which used to leave every diagnostic without a line
+    (found by tests/fuzz/test_mutations.py)."""
+    text = ('{\n "version": 1,\n "input": {"height": 8, "width": 8, "channels": 1},\n "classes": 2,\n'
+            ' "stages": [{"block": "basic", "filters": 4,\n   "squeeze_excite": {"reducti' + odd + 'n": 1}}],\n'
+            ' "head": {}\n}\n')  # fmt: skip
+    (problem,) = pipeline.validate(text.encode("utf-8", "surrogatepass"), filename="spec.json").diagnostics
+    assert problem.code == "RS101" and (problem.line, problem.column) == (6, 23), problem
