@@ -7,6 +7,7 @@ points, the spill) do what they say."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +171,9 @@ def test_streaming_eval_is_the_whole_eval_in_graph_order(name: str) -> None:
 @pytest.mark.torch
 def test_sides_in_child_processes_give_the_in_process_report() -> None:
     """Segments, momentum buffers on disk and child processes together: the plain run's report,
-    row for row (the same checks, nodes, tensors, limits and verdicts; numbers to 1e-12 relative:
-    a child process's float64 reductions may round the last bit differently, seen on one norm's
-    reference magnitude)."""
+    row for row (the same checks, nodes, tensors, limits and verdicts; numbers to 1e-9 relative or
+    1e-12 absolute: a child process's float64 reductions may round the last bits differently, so
+    a float64 difference of 8.9e-16 in one process is 1.1e-15 in another)."""
     arch = resnet_spec.build_architecture(PENALISED)
     plain = parity.run(arch, isolate=False, low_memory=False, steps=2)
     lean = parity.run(arch, isolate=True, low_memory=True, steps=2)
@@ -182,7 +183,7 @@ def test_sides_in_child_processes_give_the_in_process_report() -> None:
         [[f for f in row if not isinstance(f, float)] for row in plain_rows]
     for got, want in zip(lean_rows, plain_rows, strict=True):
         floats = [(g, w) for g, w in zip(got, want, strict=True) if isinstance(w, float)]
-        assert all(g == w or abs(g - w) <= 1e-12 * max(abs(w), 1e-300) for g, w in floats), (got, want)
+        assert all(math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-12) for g, w in floats), (got, want)
     assert lean.losses == plain.losses and lean.kink_flips == plain.kink_flips
     assert {t["task"] for t in lean.timings} >= {"import", "eval", "probe", "process"}
 
