@@ -41,7 +41,7 @@ from resnet_spec.backends import BackendError, ProbeResult
 from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
 from .model import deep_recursion
-from .walk import LOGITS, layers_of, numpy_copy, walk
+from .walk import LOGITS, layers_of, numpy_copy, run_steps, walk
 from .weights import node_variables
 
 if TYPE_CHECKING:
@@ -141,17 +141,7 @@ class _Probe:
         self.buffers: dict[tuple[int, int], Any] = {}
 
     def run(self, batches: list[tuple[np.ndarray, np.ndarray]], steps: int, settings: dict[str, float]) -> list[float]:
-        losses: list[float] = []
-        for step in range(max(steps, 1)):
-            images, labels = batches[step % len(batches)]
-            loss = self.step(images, labels, first=step == 0, update=step < steps, settings=settings,
-                             keep_buffers=step + 1 < steps)  # fmt: skip
-            if step >= steps:
-                break
-            losses.append(loss)
-        for name, entry in self.variables.items():
-            self.sink.weights_after(name, {key: numpy_copy(v) for key, v in entry.items()})
-        return losses
+        return run_steps(self, batches, steps, settings, numpy_copy)
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, first: bool, update: bool, settings: dict[str, float],
              keep_buffers: bool) -> float:  # fmt: skip

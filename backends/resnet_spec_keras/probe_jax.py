@@ -32,7 +32,7 @@ from resnet_spec.backends import BackendError, ProbeResult
 from resnet_spec.parity.stream import CollectingSink, ProbeSink
 
 from .model import deep_recursion
-from .walk import LOGITS, layers_of, walk
+from .walk import LOGITS, layers_of, run_steps, walk
 from .weights import node_variables
 
 if TYPE_CHECKING:
@@ -103,17 +103,7 @@ class _Probe:
         return loss, (updated, outputs)
 
     def run(self, batches: list[tuple[np.ndarray, np.ndarray]], steps: int, settings: dict[str, float]) -> list[float]:
-        losses: list[float] = []
-        for step in range(max(steps, 1)):
-            images, labels = batches[step % len(batches)]
-            loss = self.step(images, labels, first=step == 0, update=step < steps, settings=settings,
-                             keep_buffers=step + 1 < steps)  # fmt: skip
-            if step >= steps:
-                break
-            losses.append(loss)
-        for name, entry in self.variables.items():
-            self.sink.weights_after(name, {key: _numpy(v.value) for key, v in entry.items()})
-        return losses
+        return run_steps(self, batches, steps, settings, lambda variable: _numpy(variable.value))
 
     def step(self, images: np.ndarray, labels: np.ndarray, *, first: bool, update: bool, settings: dict[str, float],
              keep_buffers: bool) -> float:  # fmt: skip

@@ -70,3 +70,21 @@ def numpy_copy(value: Any) -> np.ndarray:
     """A NumPy copy of a tensor or variable (``.numpy()``: NumPy 2's ``np.array`` on a Keras
     variable warns that its ``__array__`` takes no ``copy``)."""
     return np.array(value.numpy() if hasattr(value, "numpy") else keras.ops.convert_to_numpy(value))
+
+
+def run_steps(probe: Any, batches: Sequence[tuple[np.ndarray, np.ndarray]], steps: int, settings: dict[str, float],
+              weight_value: Callable[[Any], np.ndarray]) -> list[float]:  # fmt: skip
+    """Parity's SGD steps, the same on every engine: ``probe.step`` per batch (one forward without
+    an update when ``steps`` is 0), then every variable's value after them to ``probe.sink``;
+    ``weight_value`` reads a variable as NumPy the engine's way."""
+    losses: list[float] = []
+    for step in range(max(steps, 1)):
+        images, labels = batches[step % len(batches)]
+        loss = probe.step(images, labels, first=step == 0, update=step < steps, settings=settings,
+                          keep_buffers=step + 1 < steps)  # fmt: skip
+        if step >= steps:
+            break
+        losses.append(loss)
+    for name, entry in probe.variables.items():
+        probe.sink.weights_after(name, {key: weight_value(v) for key, v in entry.items()})
+    return losses
