@@ -176,3 +176,50 @@ def _initial(job: TrainingJob, key: str) -> Any:
     model = build_module(job.arch)
     get_backend("torch").set_weights(model, job.arch, initial_weights(job.arch, job.arch.spec.training.seed))
     return model.state_dict()[key]
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_workers_local_saves_a_checkpoint_and_resumes(tmp_path: Path) -> None:
+    """Ctrl-C reaches the launcher, torchrun and both ranks (one process group, as in a terminal):
+    the ranks finish their step and save; the run ends with status 130 and one line saying how to
+    resume (with ``--workers-local 2``), never torchrun's traceback; the resumed run goes on from
+    that step."""
+    import signal
+    import time
+
+    spec, out = tmp_path / "long.json", tmp_path / "run"
+    spec.write_text(json.dumps({**PLAIN, "training": {**PLAIN["training"], "iterations": 100_000}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent / "backends"),
+        os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    command = [sys.executable, "-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data", "digits",
+               "--out", str(out), "--no-progress", "--workers-local", "2"]  # fmt: skip
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.jsonl").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # an epoch has ended: both ranks are training
+    os.killpg(run.pid, signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stdout[-2000:] + stderr[-4000:]
+    assert "Traceback" not in stderr and "SignalException" not in stderr, stderr[-4000:]
+    interrupted = [line for line in stderr.splitlines() if line.startswith("interrupted after step")]
+    assert len(interrupted) == 1 and interrupted[0].endswith("--workers-local 2 --resume"), stderr[-3000:]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] > 0
+    done = subprocess.run([*command, "--resume", "--max-steps", str(state["step"] + 2)], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"resumed at step {state['step']}" in done.stdout + done.stderr
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == state["step"] + 2
+
+
+def test_a_wrong_input_under_workers_local_is_one_line_before_any_worker(tmp_path: Path) -> None:
+    spec, out = tmp_path / "plain.json", tmp_path / "run"
+    spec.write_text(json.dumps(PLAIN))
+    done = subprocess.run([sys.executable, "-m", "resnet_spec.cli", "train", str(spec), "--backend", "torch", "--data",
+                           str(tmp_path / "missing"), "--out", str(out), "--workers-local", "2"],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: data path {tmp_path / 'missing'} does not exist"]
+    assert not out.exists()

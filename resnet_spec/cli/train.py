@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -105,22 +106,26 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
     from ..importing.safety import WeightsImportError
-    from ..training.commands import DataError, TrainingError, TrainingInterrupted, is_leader, print_evaluation, train
+    from ..training.commands import (DataError, TrainingError, TrainingInterrupted, check_before_launch, is_leader,
+                                     print_evaluation, train)  # fmt: skip
+    from ..training.launch import COMMAND_VARIABLE, local_workers, without_option
 
     result = validated(args.file, overrides_of(args))
     if result.architecture is None or result.document is None:
         print_problems(result)
         return EXIT_INVALID
-    if args.workers_local:
-        from ..training.launch import local_workers, without_option
-
-        return local_workers(args.workers_local, args.backend, without_option(sys.argv[1:], "--workers-local"))
     execution = {"device": args.device, "mixed_precision": args.mixed_precision, "channels_last": args.channels_last,
                  "compile": args.compile, "workers": args.workers}  # fmt: skip
-    hint = shlex.join(["resnet-spec", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+    typed = json.loads(os.environ[COMMAND_VARIABLE]) if COMMAND_VARIABLE in os.environ else sys.argv[1:]
+    hint = shlex.join(["resnet-spec", *typed, *([] if "--resume" in typed else ["--resume"])])
     # With --format json, standard output holds the JSON alone: epoch lines go to standard error.
     report = contextlib.redirect_stdout(sys.stderr) if args.format == "json" else contextlib.nullcontext()
     try:
+        if args.workers_local:  # checked here once, then every worker starts the run
+            check_before_launch(result.architecture, backend=args.backend, source=args.data, out=args.out,
+                                resume=args.resume, allow_recipe_change=args.allow_recipe_change)  # fmt: skip
+            return local_workers(args.workers_local, args.backend, without_option(sys.argv[1:], "--workers-local"),
+                                 sys.argv[1:])  # fmt: skip
         with report:
             evaluation = train(
                 result.architecture, result.document.data, backend=args.backend, source=args.data, out=args.out,

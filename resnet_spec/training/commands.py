@@ -25,7 +25,7 @@ from .job import Evaluation, Trainer, TrainingJob, training_of
 from .preprocess import Preprocessor
 from .run_dir import RunDir
 
-__all__ = ["DataError", "TrainingDiverged", "TrainingError", "TrainingInterrupted", "evaluate", "is_leader",
+__all__ = ["DataError", "TrainingDiverged", "TrainingError", "TrainingInterrupted", "check_before_launch", "evaluate", "is_leader",
            "print_evaluation", "train", "trainer_for"]
 
 RUN_FILE = run_state.RUN_FILE
@@ -80,6 +80,16 @@ def train(arch: Architecture, spec_data: dict[str, Any], *, backend: str, source
     finally:
         if lock is not None:
             lock.release()
+
+
+def check_before_launch(arch: Architecture, *, backend: str, source: str, out: Path, resume: bool = False,
+                        allow_recipe_change: bool = False) -> None:
+    """What :func:`train` checks before it creates anything (the run directory's state, the data),
+    made once by ``train --workers-local`` before it starts its workers: a wrong input is then one
+    line, said once, instead of one line from every worker and the launcher's report of them."""
+    run_state.inspect(out, arch_hash=arch.hash, backend=backend, recipe=run_state.recipe_of(training_of(arch)),
+                      resume=resume, allow_recipe_change=allow_recipe_change)  # fmt: skip
+    data.load(source, arch.spec)
 
 
 def _run_loop(trainer: Trainer, job: TrainingJob, run_dir: RunDir, resume_hint: str | None) -> Evaluation:
