@@ -223,3 +223,30 @@ def test_a_wrong_input_under_workers_local_is_one_line_before_any_worker(tmp_pat
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"error: data path {tmp_path / 'missing'} does not exist"]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_equal_one_node_with_two_ranks(ddp_run: Path, tmp_path: Path) -> None:
+    """The multi-node command of docs/training.md (``--nnodes=2 --node_rank=R --master_addr``, the
+    c10d rendezvous), both nodes on this machine with one rank each: the weights of the one-node,
+    two-rank run, bit for bit."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    spec, out = tmp_path / "folder.json", tmp_path / "run"
+    spec.write_text(json.dumps(FOLDER))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    port = _free_port()
+    nodes = [subprocess.Popen([torchrun, "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1",
+                               "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "resnet_spec.cli", "train",
+                               str(spec), "--backend", "torch", "--data", str(ddp_run / "digits"), "--out", str(out),
+                               "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]  # fmt: skip
+    ends = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [e[1][-3000:] for e in ends]
+    assert "".join(e[0] for e in ends).count("test accuracy:") == 1  # global rank 0 alone reports
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["world_size"] == 2
+    saved = _state(out / "checkpoint" / "training.pt")["model"]
+    for key, value in _state(ddp_run / "folder-rank0.pt").items():
+        assert torch.equal(saved[key], value), key

@@ -141,7 +141,10 @@ class TorchSession:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [setup.device.index] if setup.device.type == "cuda" else None
-            self.train_net = DistributedDataParallel(self.net, device_ids=ids, **_rank_local_buffers())
+            if _has_forward_sync_buffers():
+                self.train_net = DistributedDataParallel(self.net, device_ids=ids, forward_sync_buffers=False)
+            else:
+                self.train_net = DistributedDataParallel(self.net, device_ids=ids, broadcast_buffers=False)
         if setup.compile:
             self.train_net = cast(nn.Module, torch.compile(self.train_net))
         self.optimizer = make_optimizer(training.optimizer, self.model, arch, head=job.head)
@@ -323,7 +326,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 __all__ = ["TorchSession"]
 
 
-def _rank_local_buffers() -> dict[str, bool]:
+def _has_forward_sync_buffers() -> bool:
     """Norm statistics stay per rank during a step (averaged at epoch ends): no buffer sync in the
     forward pass. ``forward_sync_buffers`` replaces ``broadcast_buffers`` in newer PyTorch (both
     still sync once at construction, where every rank holds the same statistics)."""
@@ -331,6 +334,4 @@ def _rank_local_buffers() -> dict[str, bool]:
 
     from torch.nn.parallel import DistributedDataParallel
 
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
-        return {"forward_sync_buffers": False}
-    return {"broadcast_buffers": False}
+    return "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters

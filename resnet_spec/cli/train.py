@@ -106,8 +106,15 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..backends import BackendError
     from ..importing.safety import WeightsImportError
-    from ..training.commands import (DataError, TrainingError, TrainingInterrupted, check_before_launch, is_leader,
-                                     print_evaluation, train)  # fmt: skip
+    from ..training.commands import (
+        DataError,
+        TrainingError,
+        TrainingInterrupted,
+        check_before_launch,
+        is_leader,
+        print_evaluation,
+        train,
+    )
     from ..training.launch import COMMAND_VARIABLE, local_workers, without_option
 
     result = validated(args.file, overrides_of(args))
