@@ -246,9 +246,9 @@ def _plan_groups(root: nn.Module, graph: g.Graph, outputs: frozenset[str]) -> li
                                    if n.name in outputs or any(r not in inside for r in readers[n.name]))  # fmt: skip
     for prefix, steps in owner_steps.items():
         resolved = _resolve_steps(root, prefix, steps, readers, outputs)
-        group = root.get_submodule(prefix) if prefix else None
-        if isinstance(group, Group):
-            group._steps = resolved
+        owner = root.get_submodule(prefix) if prefix else None
+        if isinstance(owner, Group):
+            owner._steps = resolved
         else:
             plan = resolved
     return plan

@@ -39,6 +39,8 @@ def held_out(count: int, fraction: float) -> int:
 def check(name: str, train: Split, test: Split, class_names: list[str], spec: ResNetSpec) -> list[str]:
     """Every check above; the notes (conversions the recipe asked for) to show the user."""
     _counts(name, train, test, spec)
+    if spec.classes is None:  # a backbone: the schema check refuses a `training` section on one (RS211)
+        raise DataError("a backbone (`head.features`) has no classes to train; train the spec with a classifier head")
     _named_classes(name, class_names, spec.classes)
     for split in (train, test):
         _label_range(split, spec.classes)
