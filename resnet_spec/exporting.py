@@ -22,7 +22,7 @@ from .pipeline import Architecture, validate
 from .training import checkpoint
 
 RUN_FILE, SPEC_FILE = "run.json", "spec.yaml"  # written by resnet_spec.training.commands.train
-LAST, BEST = "checkpoint", "checkpoint-best"  # folders of a run; `train` writes only the latest today
+LAST, BEST = "checkpoint", "checkpoint-best"  # folders of a run; the best one exists where it validated
 ONNX_SUFFIX, PROGRAM_SUFFIX = ".onnx", ".pt2"
 ONNX_RELATIVE_LIMIT = 1e-5  # max |onnxruntime - torch| / max |torch| on the check batch
 CHECK_BATCH = 3  # not the export's example batch (2): the check also exercises the dynamic batch
@@ -82,7 +82,7 @@ def _run(run: Path, which: str) -> Source:
     arch = result.architecture
     if arch.hash != expected:
         raise ExportError(f"{run}: {SPEC_FILE} no longer gives the architecture this run trained ({expected[:19]})")
-    folder = _checkpoint(run, which, arch.hash)
+    folder = _checkpoint(run, which, arch.hash, meta)
     backend = get_backend(backend_name)
     if not hasattr(backend, "checkpoint_model"):
         raise ExportError(f"backend '{backend_name}' cannot read its checkpoints for export (no checkpoint_model)")
@@ -90,24 +90,39 @@ def _run(run: Path, which: str) -> Source:
         model = backend.checkpoint_model(arch, folder)
     except BackendError as exc:
         raise ExportError(str(exc)) from exc
-    step = checkpoint.read_state(folder).get("step")
+    state = checkpoint.read_state(folder)
+    scored = state.get("validation")
+    score = f" (validation accuracy {scored['accuracy']:.2%})" if which == "best" and isinstance(scored, dict) else ""
     return Source(arch, dict(result.document.data), backend_name, model,
-                  f"{run}: {which} checkpoint, step {step}, trained with {backend_name}")  # fmt: skip
+                  f"{run}: {which} checkpoint, step {state.get('step')}{score}, trained with {backend_name}")  # fmt: skip
 
 
-def _checkpoint(run: Path, which: str, arch_hash: str) -> Path:
+def _checkpoint(run: Path, which: str, arch_hash: str, meta: dict[str, Any]) -> Path:
     target = run / (BEST if which == "best" else LAST)
-    folder = checkpoint.locate(target)
+    choice = checkpoint.choose(target)
+    folder = choice.folder
     if folder is None:
         if which == "best":
-            raise ExportError(f"{run}: no best checkpoint ({BEST}/); this run keeps only its latest one, "
-                              "export it with --checkpoint last")  # fmt: skip
+            raise ExportError(_no_best(run, meta, choice))
         raise ExportError(f"{run}: no complete checkpoint in {LAST}/ (did the run stop before its first one?)")
     try:
         checkpoint.for_evaluation(folder, arch_hash)
     except BackendError as exc:
         raise ExportError(str(exc)) from exc
     return folder
+
+
+def _no_best(run: Path, meta: dict[str, Any], choice: checkpoint.Choice) -> str:
+    """Why a run has no best checkpoint, in one line: 'best' is by validation accuracy, so a run
+    without validation data has none; a damaged one is named; else it never finished a validated epoch."""
+    recipe = meta.get("recipe")
+    split = recipe.get("validation_split") if isinstance(recipe, dict) else None
+    if split == 0:
+        return (f"{run}: no best checkpoint: the best epoch is the one of the best validation accuracy, and this run "
+                "had no validation data (training.validation_split: 0); export it with --checkpoint last, or train "
+                "with training.validation_split > 0")  # fmt: skip
+    why = choice.describe_rejected() if choice.rejected else "none was written (no validated epoch ended)"
+    return f"{run}: no best checkpoint in {BEST}/ ({why}); export it with --checkpoint last"
 
 
 def _architecture(spec: Any, where: str) -> Architecture:
