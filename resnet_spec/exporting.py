@@ -184,39 +184,54 @@ def in_backend(source: Source, target: str) -> Any:
     return model
 
 
-def write_onnx(source: Source, output: Path, opset: int | None = None) -> tuple[float, float]:
-    """Export through the torch backend, check the file with onnxruntime and return
-    (max abs, max rel) of onnxruntime against the torch forward; beyond the limit, nothing is
-    left at ``output``."""
+Differences = dict[str, tuple[float, float]]  # output name -> (max abs, max rel)
+
+
+def write_onnx(source: Source, output: Path, opset: int | None = None) -> Differences:
+    """Export through the torch backend, check the file with onnxruntime and return, for every
+    output, (max abs, max rel) of onnxruntime against the torch forward (each relative to its
+    own output's largest magnitude); beyond the limit in any output, nothing is left at ``output``."""
     from .atomic import atomic_path
 
     torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:  # a file that fails the check is never put in place
         torch_backend.export_onnx(model, source.arch, source.spec_data, tmp, opset)
-        abs_diff, rel_diff = onnx_difference(tmp, torch_backend, model, source.arch)
-        if not rel_diff <= ONNX_RELATIVE_LIMIT:
-            raise ExportError(f"{output}: onnxruntime's output differs from PyTorch's by {rel_diff:.3g} relative "
-                              f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
-    return abs_diff, rel_diff
+        found = onnx_difference(tmp, torch_backend, model, source.arch)
+        _within_limit(found, output, "onnxruntime's output")
+    return found
 
 
-def write_program(source: Source, output: Path) -> tuple[float, float]:
+def write_program(source: Source, output: Path) -> Differences:
     """A ``torch.export`` archive through the torch backend, loaded back as plain PyTorch loads
-    it and compared with the forward; (max abs, max rel). Beyond the limit, nothing is written."""
+    it and compared with the forward, output by output. Beyond the limit, nothing is written."""
     from .atomic import atomic_path
-    from .parity import compare
 
     torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:
         torch_backend.export_program(model, source.arch, source.spec_data, tmp)
         images = check_images(source.arch)
-        abs_diff, rel_diff = compare(torch_backend.predict_program(tmp, images), torch_backend.predict(model, images))
+        found = differences(torch_backend.predict_program(tmp, images, source.arch),
+                            torch_backend.predict(model, images, source.arch))  # fmt: skip
+        _within_limit(found, output, "the exported program")
+    return found
+
+
+def _within_limit(found: Differences, output: Path, what: str) -> None:
+    for name, (_, rel_diff) in found.items():
         if not rel_diff <= ONNX_RELATIVE_LIMIT:
-            raise ExportError(f"{output}: the exported program differs from the network by {rel_diff:.3g} relative "
+            where = f" in output '{name}'" if len(found) > 1 else ""
+            raise ExportError(f"{output}: {what} differs from PyTorch's by {rel_diff:.3g} relative{where} "
                               f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
-    return abs_diff, rel_diff
+
+
+def differences(got: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Differences:
+    """Output by output (the reference's names and order); a missing output is infinitely off."""
+    from .parity import compare
+
+    missing = (float("inf"), float("inf"))
+    return {name: compare(got[name], value) if name in got else missing for name, value in reference.items()}
 
 
 def check_images(arch: Architecture, batch: int = CHECK_BATCH, seed: int = 0) -> np.ndarray:
@@ -226,10 +241,9 @@ def check_images(arch: Architecture, batch: int = CHECK_BATCH, seed: int = 0) ->
 
 
 def onnx_difference(path: Path, torch_backend: Any, model: Any, arch: Architecture,
-                    batch: int = CHECK_BATCH) -> tuple[float, float]:  # fmt: skip
+                    batch: int = CHECK_BATCH) -> Differences:  # fmt: skip
     from . import onnx_files
-    from .parity import compare
 
     images = check_images(arch, batch)
-    reference = torch_backend.predict(model, images)
-    return compare(onnx_files.predict(onnx_files.session(path), images), reference)
+    reference = torch_backend.predict(model, images, arch)
+    return differences(onnx_files.outputs(onnx_files.session(path), images), reference)

@@ -205,6 +205,10 @@ def render_text(report: ParityReport, *, rows: int = 8) -> str:
             f"{check:15s} {worst.node:38s} {worst.tensor:16s} {worst.max_abs:10.2e} {worst.max_rel:10.2e} "
             f"{worst.limit:8.0e}  {verdict}" + ("" if vacuous else f" ({worst.measure}{where})")
         )
+        for row in report.rows(check):  # a backbone's outputs, each on its own line (its worst row is above)
+            if row.tensor.startswith("output "):
+                lines.append(f"  {row.tensor:13s} {row.node:38s} {'':16s} {row.max_abs:10.2e} {row.max_rel:10.2e} "
+                             f"{row.limit:8.0e}  {'ok' if row.ok else 'FAIL'}")  # fmt: skip
         if check in report.float32_worst:
             before = report.float32_worst[check]
             lines.append(
