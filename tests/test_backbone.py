@@ -218,4 +218,14 @@ def test_parity_compares_every_feature_output() -> None:
     marked = {d.tensor: d.node for d in report.differences if d.tensor.startswith("output ")}
     assert marked == {f"output {name}": node for name, node in arch.graph.outputs.items()}
     assert all(rows[node].magnitude > 0 for node in arch.graph.outputs.values())  # they compared something
+    # the train-mode checks are named as not run, with the reason, in every form of the report
+    assert set(report.skipped) == {"train_forward", "norm_stats", "gradients", "weights_after"}
+    assert report.steps == 0 and report.settings["steps_asked"] == 1
+    text = parity.render_text(report)
+    assert "gradients       not run: a backbone has no classifier, so no loss" in text and "0 SGD steps" in text
+    assert report.to_json()["skipped"] == report.skipped
+    from resnet_spec.parity.junit import junit_xml
+
+    xml = junit_xml([("backbone", report)])
+    assert xml.count("<skipped") == 4 and 'tests="5"' in xml
 

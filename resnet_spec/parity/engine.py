@@ -38,9 +38,12 @@ CALIBRATED = (
     "every check used moving statistics set to the first batch's statistics instead"
 )
 BACKBONE = (
-    "a backbone (head.features) has no classifier, so no loss: only the eval check ran (every node, each "
-    "feature output among them, marked 'output NAME')"
+    "a backbone (head.features) has no classifier and so no loss: only the eval check ran (every node, each "
+    "feature output among them, marked 'output NAME'); the train-mode checks (train_forward, norm_stats, "
+    "gradients, weights_after) did not run and no SGD step was taken. The classifier spec with the same "
+    "stem and stages checks them"
 )
+NO_LOSS = "a backbone has no classifier, so no loss to differentiate (see the note)"
 # A run is lean (docs/parity.md, "Memory and time") where the fast way would pass this.
 MEMORY_BUDGET = 4 << 30
 FRAMEWORKS_BYTES = 1 << 30  # TensorFlow and PyTorch imported, nothing built (measured: 0.96 GB)
@@ -102,9 +105,13 @@ def run(
                           checks_run=["eval"] if backbone else list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
     if backbone:
         report.notes.append(BACKBONE)
+        report.skipped = {check: NO_LOSS for check in PROBE_CHECKS}
+        report.steps = 0  # none were taken; the number asked for is settings.steps_asked
     report.settings = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
                        "tolerances": asdict(tolerances),
                        "memory": {"mode": "lean" if lean else "fast", "child_processes": isolate}}  # fmt: skip
+    if backbone:
+        report.settings["steps_asked"] = steps
     with Spill(on_disk=lean or isolate) as spill:
         run = _Run(arch, backends, spill, tolerances, isolate, low_memory if lean else False,
                    _batches(arch, seed, batch_size, max(1, steps)))  # fmt: skip
