@@ -77,6 +77,9 @@ class WeightAccess(Protocol):
 
     * loss = mean softmax cross-entropy of the classifier's logits (``head.classifier``, before
       any softmax output layer) + sum over conv and dense kernels of ``kernel_l2 * sum(w ** 2)``;
+      a backbone (``head.features``: no classifier, labels unused) has the sum over its feature
+      outputs of ``mean(f ** 2)`` in place of the cross-entropy, and runs in one segment (a
+      backend may refuse ``segments`` of more than one for it);
     * dropout and drop-path act as identity (random masks cannot be shared between frameworks);
       batch norms are in training mode (batch statistics, running statistics updated);
     * SGD at a constant learning rate: ``b = momentum * b + g + weight_decay * w`` (weight decay

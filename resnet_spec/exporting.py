@@ -22,7 +22,7 @@ from .pipeline import Architecture, validate
 from .training import checkpoint
 
 RUN_FILE, SPEC_FILE = "run.json", "spec.yaml"  # written by resnet_spec.training.commands.train
-LAST, BEST = "checkpoint", "checkpoint-best"  # folders of a run; `train` writes only the latest today
+LAST, BEST = "checkpoint", "checkpoint-best"  # folders of a run; the best one exists where it validated
 ONNX_SUFFIX, PROGRAM_SUFFIX = ".onnx", ".pt2"
 ONNX_RELATIVE_LIMIT = 1e-5  # max |onnxruntime - torch| / max |torch| on the check batch
 CHECK_BATCH = 3  # not the export's example batch (2): the check also exercises the dynamic batch
@@ -82,7 +82,7 @@ def _run(run: Path, which: str) -> Source:
     arch = result.architecture
     if arch.hash != expected:
         raise ExportError(f"{run}: {SPEC_FILE} no longer gives the architecture this run trained ({expected[:19]})")
-    folder = _checkpoint(run, which, arch.hash)
+    folder = _checkpoint(run, which, arch.hash, meta)
     backend = get_backend(backend_name)
     if not hasattr(backend, "checkpoint_model"):
         raise ExportError(f"backend '{backend_name}' cannot read its checkpoints for export (no checkpoint_model)")
@@ -90,24 +90,39 @@ def _run(run: Path, which: str) -> Source:
         model = backend.checkpoint_model(arch, folder)
     except BackendError as exc:
         raise ExportError(str(exc)) from exc
-    step = checkpoint.read_state(folder).get("step")
+    state = checkpoint.read_state(folder)
+    scored = state.get("validation")
+    score = f" (validation accuracy {scored['accuracy']:.2%})" if which == "best" and isinstance(scored, dict) else ""
     return Source(arch, dict(result.document.data), backend_name, model,
-                  f"{run}: {which} checkpoint, step {step}, trained with {backend_name}")  # fmt: skip
+                  f"{run}: {which} checkpoint, step {state.get('step')}{score}, trained with {backend_name}")  # fmt: skip
 
 
-def _checkpoint(run: Path, which: str, arch_hash: str) -> Path:
+def _checkpoint(run: Path, which: str, arch_hash: str, meta: dict[str, Any]) -> Path:
     target = run / (BEST if which == "best" else LAST)
-    folder = checkpoint.locate(target)
+    choice = checkpoint.choose(target)
+    folder = choice.folder
     if folder is None:
         if which == "best":
-            raise ExportError(f"{run}: no best checkpoint ({BEST}/); this run keeps only its latest one, "
-                              "export it with --checkpoint last")  # fmt: skip
+            raise ExportError(_no_best(run, meta, choice))
         raise ExportError(f"{run}: no complete checkpoint in {LAST}/ (did the run stop before its first one?)")
     try:
         checkpoint.for_evaluation(folder, arch_hash)
     except BackendError as exc:
         raise ExportError(str(exc)) from exc
     return folder
+
+
+def _no_best(run: Path, meta: dict[str, Any], choice: checkpoint.Choice) -> str:
+    """Why a run has no best checkpoint, in one line: 'best' is by validation accuracy, so a run
+    without validation data has none; a damaged one is named; else it never finished a validated epoch."""
+    recipe = meta.get("recipe")
+    split = recipe.get("validation_split") if isinstance(recipe, dict) else None
+    if split == 0:
+        return (f"{run}: no best checkpoint: the best epoch is the one of the best validation accuracy, and this run "
+                "had no validation data (training.validation_split: 0); export it with --checkpoint last, or train "
+                "with training.validation_split > 0")  # fmt: skip
+    why = choice.describe_rejected() if choice.rejected else "none was written (no validated epoch ended)"
+    return f"{run}: no best checkpoint in {BEST}/ ({why}); export it with --checkpoint last"
 
 
 def _architecture(spec: Any, where: str) -> Architecture:
@@ -169,39 +184,54 @@ def in_backend(source: Source, target: str) -> Any:
     return model
 
 
-def write_onnx(source: Source, output: Path, opset: int | None = None) -> tuple[float, float]:
-    """Export through the torch backend, check the file with onnxruntime and return
-    (max abs, max rel) of onnxruntime against the torch forward; beyond the limit, nothing is
-    left at ``output``."""
+Differences = dict[str, tuple[float, float]]  # output name -> (max abs, max rel)
+
+
+def write_onnx(source: Source, output: Path, opset: int | None = None) -> Differences:
+    """Export through the torch backend, check the file with onnxruntime and return, for every
+    output, (max abs, max rel) of onnxruntime against the torch forward (each relative to its
+    own output's largest magnitude); beyond the limit in any output, nothing is left at ``output``."""
     from .atomic import atomic_path
 
     torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:  # a file that fails the check is never put in place
         torch_backend.export_onnx(model, source.arch, source.spec_data, tmp, opset)
-        abs_diff, rel_diff = onnx_difference(tmp, torch_backend, model, source.arch)
-        if not rel_diff <= ONNX_RELATIVE_LIMIT:
-            raise ExportError(f"{output}: onnxruntime's output differs from PyTorch's by {rel_diff:.3g} relative "
-                              f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
-    return abs_diff, rel_diff
+        found = onnx_difference(tmp, torch_backend, model, source.arch)
+        _within_limit(found, output, "onnxruntime's output")
+    return found
 
 
-def write_program(source: Source, output: Path) -> tuple[float, float]:
+def write_program(source: Source, output: Path) -> Differences:
     """A ``torch.export`` archive through the torch backend, loaded back as plain PyTorch loads
-    it and compared with the forward; (max abs, max rel). Beyond the limit, nothing is written."""
+    it and compared with the forward, output by output. Beyond the limit, nothing is written."""
     from .atomic import atomic_path
-    from .parity import compare
 
     torch_backend: Any = get_backend("torch")  # the export members are the torch backend's own
     model = in_backend(source, "torch")
     with atomic_path(output) as tmp:
         torch_backend.export_program(model, source.arch, source.spec_data, tmp)
         images = check_images(source.arch)
-        abs_diff, rel_diff = compare(torch_backend.predict_program(tmp, images), torch_backend.predict(model, images))
+        found = differences(torch_backend.predict_program(tmp, images, source.arch),
+                            torch_backend.predict(model, images, source.arch))  # fmt: skip
+        _within_limit(found, output, "the exported program")
+    return found
+
+
+def _within_limit(found: Differences, output: Path, what: str) -> None:
+    for name, (_, rel_diff) in found.items():
         if not rel_diff <= ONNX_RELATIVE_LIMIT:
-            raise ExportError(f"{output}: the exported program differs from the network by {rel_diff:.3g} relative "
+            where = f" in output '{name}'" if len(found) > 1 else ""
+            raise ExportError(f"{output}: {what} differs from PyTorch's by {rel_diff:.3g} relative{where} "
                               f"(limit {ONNX_RELATIVE_LIMIT:g}); the file was not written")  # fmt: skip
-    return abs_diff, rel_diff
+
+
+def differences(got: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Differences:
+    """Output by output (the reference's names and order); a missing output is infinitely off."""
+    from .parity import compare
+
+    missing = (float("inf"), float("inf"))
+    return {name: compare(got[name], value) if name in got else missing for name, value in reference.items()}
 
 
 def check_images(arch: Architecture, batch: int = CHECK_BATCH, seed: int = 0) -> np.ndarray:
@@ -211,10 +241,9 @@ def check_images(arch: Architecture, batch: int = CHECK_BATCH, seed: int = 0) ->
 
 
 def onnx_difference(path: Path, torch_backend: Any, model: Any, arch: Architecture,
-                    batch: int = CHECK_BATCH) -> tuple[float, float]:  # fmt: skip
+                    batch: int = CHECK_BATCH) -> Differences:  # fmt: skip
     from . import onnx_files
-    from .parity import compare
 
     images = check_images(arch, batch)
-    reference = torch_backend.predict(model, images)
-    return compare(onnx_files.predict(onnx_files.session(path), images), reference)
+    reference = torch_backend.predict(model, images, arch)
+    return differences(onnx_files.outputs(onnx_files.session(path), images), reference)

@@ -20,7 +20,8 @@ class OnnxFileError(Exception):
 
 
 def metadata(path: Path) -> dict[str, Any]:
-    """``hash``, ``spec`` (as data), ``layout``, ``output_node`` and ``version`` of a file
+    """``hash``, ``spec`` (as data), ``layout``, ``output_node``, ``outputs`` (output name ->
+    node, JSON; absent in files of one output written before it) and ``version`` of a file
     ``export`` wrote."""
     import onnx
 
@@ -49,8 +50,31 @@ def session(path: Path) -> Any:
         raise OnnxFileError(f"{path}: onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
 
 
-def predict(session: Any, images: np.ndarray) -> np.ndarray:
-    """The model's first output for NHWC float32 ``images`` (transposed to the file's NCHW)."""
+def outputs(session: Any, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the model (output name -> array, as the file lays it out: NCHW maps) for
+    NHWC float32 ``images`` (transposed to the file's NCHW)."""
     name = session.get_inputs()[0].name
     nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
-    return np.asarray(session.run(None, {name: nchw})[0])
+    names = [o.name for o in session.get_outputs()]
+    return {n: np.asarray(v) for n, v in zip(names, session.run(names, {name: nchw}), strict=True)}
+
+
+def output_nodes(meta: dict[str, Any], names: list[str], default: str) -> dict[str, str]:
+    """Output name -> graph node, from the ``outputs`` metadata (files of a single output written
+    before it existed: their one output is ``output_node``)."""
+    try:
+        nodes = json.loads(meta["outputs"]) if "outputs" in meta else None
+    except ValueError as exc:
+        raise OnnxFileError(f"its resnet_spec.outputs metadata is not JSON ({exc})") from exc
+    if nodes is None:
+        if len(names) != 1:
+            raise OnnxFileError(f"{len(names)} outputs and no resnet_spec.outputs metadata naming their nodes")
+        return {names[0]: meta.get("output_node") or default}
+    if not isinstance(nodes, dict) or sorted(nodes) != sorted(names):
+        raise OnnxFileError(f"its outputs {names} are not the ones its resnet_spec.outputs metadata names")
+    return {name: str(nodes[name]) for name in names}
+
+
+def neutral(value: np.ndarray) -> np.ndarray:
+    """An output in the neutral layout parity compares: NCHW maps as NHWC; vectors as they are."""
+    return np.ascontiguousarray(value.transpose(0, 2, 3, 1)) if value.ndim == 4 else value

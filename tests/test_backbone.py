@@ -203,7 +203,9 @@ def test_keras_backbone_is_a_multi_output_model() -> None:
 
 @pytest.mark.keras
 @pytest.mark.torch
-def test_parity_compares_every_feature_output() -> None:
+def test_parity_compares_every_feature_output_and_trains_on_their_mean_squares() -> None:
+    """No classifier: the train-mode checks run on the loss sum over the features of mean(f ** 2)
+    (labels unused), the same in both backends, so gradients reach every layer before a feature."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("torch")
     from resnet_spec import parity
@@ -212,10 +214,38 @@ def test_parity_compares_every_feature_output() -> None:
     arch = resnet_spec.build_architecture(resnet20_backbone(["stage1", "stage2.block0.conv1", "stage3"]))
     report = parity.run(arch, seed=0, steps=1, batch_size=2, precision="float64")
     assert report.ok, parity.render_text(report)
-    assert report.checks() == ["eval"] and BACKBONE in report.notes
-    rows = {d.node: d for d in report.differences}
+    assert report.checks() == ["eval", "train_forward", "norm_stats", "gradients", "weights_after"]
+    assert BACKBONE in report.notes and report.skipped == {} and report.steps == 1
+    rows = {d.node: d for d in report.rows("eval")}
     assert set(rows) == {node.name for node in arch.graph}
     marked = {d.tensor: d.node for d in report.differences if d.tensor.startswith("output ")}
     assert marked == {f"output {name}": node for name, node in arch.graph.outputs.items()}
     assert all(rows[node].magnitude > 0 for node in arch.graph.outputs.values())  # they compared something
+    gradients = {d.node for d in report.rows("gradients") if d.magnitude > 0}
+    assert {"stem.conv1", "stage1.block0.conv1", "stage3.block2.conv2"} <= gradients
+    keras_losses, torch_losses = report.losses.values()
+    assert len(keras_losses) == 1 and keras_losses[0] > 0
+    np.testing.assert_allclose(keras_losses, torch_losses, rtol=1e-12)
 
+
+@pytest.mark.keras
+@pytest.mark.torch
+def test_a_lean_backbone_parity_names_the_checks_it_did_not_run() -> None:
+    """A lean run's segmented backward does not carry a backbone's loss: the eval check runs, and
+    the report names each train-mode check as not run, with the reason, in every form."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    from resnet_spec import parity
+    from resnet_spec.parity.engine import BACKBONE_LEAN
+    from resnet_spec.parity.junit import junit_xml
+
+    arch = resnet_spec.build_architecture(resnet20_backbone())
+    report = parity.run(arch, seed=0, steps=2, batch_size=2, precision="float64", low_memory=True, isolate=False)
+    assert report.ok and report.checks() == ["eval"] and BACKBONE_LEAN in report.notes
+    assert set(report.skipped) == {"train_forward", "norm_stats", "gradients", "weights_after"}
+    assert report.steps == 0 and report.settings["steps_asked"] == 2
+    text = parity.render_text(report)
+    assert "gradients       not run: a lean run's segmented backward does not carry a backbone's loss" in text
+    assert "0 SGD steps" in text and report.to_json()["skipped"] == report.skipped
+    xml = junit_xml([("backbone", report)])
+    assert xml.count("<skipped") == 4 and 'tests="5"' in xml

@@ -91,6 +91,23 @@ def probe_loss(model: keras.Model, logits: Any, labels: Any) -> Any:
     return cross_entropy + tf.add_n(penalties) if penalties else cross_entropy
 
 
+def backbone_loss(model: keras.Model, arch: Any, values: Any) -> Any:
+    """A backbone's probe loss (no classifier): the sum over its feature outputs of
+    ``mean(f ** 2)``, in float64 for a float64 model, else float32, + the kernels' L2 terms."""
+    terms = [tf.reduce_mean(tf.square(_at_least_float32(values[n]))) for n in arch.graph.outputs.values()]
+    penalties = model.losses
+    return tf.add_n(terms + list(penalties))
+
+
+def objective_nodes(arch: Any) -> frozenset[str]:
+    """The nodes the probe's loss reads: a backbone's feature outputs, else the logits."""
+    return frozenset(arch.graph.outputs.values()) if arch.graph.outputs else frozenset({LOGITS})
+
+
+def _at_least_float32(x: Any) -> Any:
+    return x if x.dtype == tf.float64 else tf.cast(x, tf.float32)
+
+
 def _cross_entropy(logits: Any, labels: Any) -> Any:
     labels = tf.convert_to_tensor(labels, tf.int64)
     dtype = tf.float64 if logits.dtype == tf.float64 else tf.float32  # a float64 model keeps float64
@@ -108,6 +125,8 @@ def train_probe(model: keras.Model, arch: Any, batches: list[tuple[np.ndarray, n
         raise BackendError("train_probe needs at least one batch")
     if steps < 0:
         raise BackendError(f"steps must be >= 0, got {steps}")
+    if arch.graph.outputs and segments and len(segments) > 1:
+        raise BackendError("a backbone's probe runs in one segment (its loss reads outputs across segments)")
     collecting = CollectingSink() if sink is None else None
     probe = _Probe(model, arch, sink or collecting, segments, spill)  # type: ignore[arg-type]
     settings = {"lr": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
@@ -153,8 +172,9 @@ class _Probe:
         if len(self.nodes) == 1:
             with tf.GradientTape() as tape:
                 values = walk(self.layers, every, {self.inputs[0]: x}, norms_training=True, dropout=False, emit=emit,
-                              keep=frozenset({LOGITS}))  # fmt: skip
-                loss = probe_loss(self.model, values[LOGITS], labels)
+                              keep=objective_nodes(self.arch))  # fmt: skip
+                loss = probe_loss(self.model, values[LOGITS], labels) if not self.arch.graph.outputs else \
+                    backbone_loss(self.model, self.arch, values)
                 del values
             if first:
                 self.emit_stats()

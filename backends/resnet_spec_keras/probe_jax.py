@@ -67,6 +67,14 @@ def cross_entropy(logits: Any, labels: Any) -> Any:
     return -jnp.mean(picked)
 
 
+def backbone_loss(arch: Any, values: Any) -> Any:
+    """A backbone's loss (no classifier): the sum over its feature outputs of ``mean(f ** 2)``,
+    in float64 for a float64 model, else float32."""
+    terms = [jnp.mean(jnp.square(v if (v := values[n]).dtype == jnp.float64 else v.astype(jnp.float32)))
+             for n in arch.graph.outputs.values()]  # fmt: skip
+    return sum(terms[1:], terms[0])
+
+
 class _Probe:
     """One probe run: the model's variables as arrays, the pure forward, the momentum buffers."""
 
@@ -83,6 +91,8 @@ class _Probe:
                          for key, v in entry.items() if v.trainable]  # fmt: skip
         self.buffers: dict[int, Any] = {}
         self.gradient = jax.value_and_grad(self.forward, has_aux=True)
+        # what the loss reads: a backbone's feature outputs, else the logits
+        self.reads = frozenset(arch.graph.outputs.values()) if arch.graph.outputs else frozenset({LOGITS})
 
     def forward(self, trainable: list[Any], others: list[Any], images: Any, labels: Any,
                 record: bool) -> tuple[Any, tuple[list[Any], dict[str, Any]]]:  # fmt: skip
@@ -92,8 +102,8 @@ class _Probe:
         emit = outputs.__setitem__ if record else None
         with keras.StatelessScope(state_mapping=mapping) as scope:
             values = walk(self.layers, self.nodes, {self.arch.graph.input.name: images}, norms_training=True,
-                          dropout=False, emit=emit, keep=frozenset({LOGITS}))  # fmt: skip
-            loss = cross_entropy(values[LOGITS], labels)
+                          dropout=False, emit=emit, keep=self.reads)  # fmt: skip
+            loss = cross_entropy(values[LOGITS], labels) if not self.arch.graph.outputs else backbone_loss(self.arch, values)
             # Keras' L2(l) is l * sum(w ** 2), one per kernel with kernel_l2 > 0; read in the scope,
             # model.losses computes them from the mapped (traced) values.
             penalties = self.model.losses

@@ -85,14 +85,15 @@ class TorchCapabilities:
 
         export_program(model, arch, spec_data, path)
 
-    def predict_program(self, path: Path, images: np.ndarray) -> np.ndarray:
-        """The output of a ``.pt2`` archive for NHWC ``images``, loaded with ``torch.export.load``."""
+    def predict_program(self, path: Path, images: np.ndarray, arch: Architecture) -> dict[str, np.ndarray]:
+        """The outputs (name -> array) of a ``.pt2`` archive for NHWC ``images``, loaded with ``torch.export.load``."""
         from .program import predict_program
 
-        return predict_program(path, images)
+        return predict_program(path, images, arch)
 
-    def predict(self, model: Any, images: np.ndarray) -> np.ndarray:
-        """One eval-mode forward of a float32 CPU model on NHWC ``images``."""
+    def predict(self, model: Any, images: np.ndarray, arch: Architecture) -> dict[str, np.ndarray]:
+        """One eval-mode forward of a float32 CPU model on NHWC ``images``: output name -> array
+        (``output``, or a backbone's feature names), as the ONNX file names them."""
         from .onnx_export import predict
 
-        return predict(model, images)
+        return predict(model, images, arch)

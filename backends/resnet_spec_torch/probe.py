@@ -3,7 +3,10 @@
 Semantics (the protocol's docstring, shared by every backend):
 
 * loss = mean softmax cross-entropy of ``head.classifier``'s output (before a softmax output
-  layer) + ``sum kernel_l2 * sum(w ** 2)`` over conv and dense kernels;
+  layer) + ``sum kernel_l2 * sum(w ** 2)`` over conv and dense kernels; a backbone
+  (``head.features``, no classifier): the sum over its feature outputs of ``mean(f ** 2)`` (over
+  the batch and every element) in place of the cross-entropy, so that every feature's gradient
+  flows (a plain sum would give a batch norm output an exact zero gradient);
 * batch norms in training mode (batch statistics, running statistics updated), dropout and
   drop-path the identity (those modules in eval mode);
 * ``b = momentum * b + g + weight_decay * w`` (kernels only), ``w -= learning_rate * b``:
@@ -93,6 +96,19 @@ def l2_penalty(model: nn.Module, arch: Architecture) -> torch.Tensor | None:
     return torch.stack(terms).sum() if terms else None
 
 
+def objective(arch: Architecture, values: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """The probe's loss before the L2 terms: the classifier's cross-entropy, or a backbone's sum
+    over its feature outputs of ``mean(f ** 2)``."""
+    if arch.graph.outputs:
+        return torch.stack([at_least_float32(values[n]).square().mean() for n in arch.graph.outputs.values()]).sum()
+    return F.cross_entropy(at_least_float32(values[LOGITS]), target)
+
+
+def objective_nodes(arch: Architecture) -> frozenset[str]:
+    """The nodes :func:`objective` reads (kept by the walk)."""
+    return frozenset(arch.graph.outputs.values()) if arch.graph.outputs else frozenset({LOGITS})
+
+
 def _inputs(net: nn.Module, images: np.ndarray) -> torch.Tensor:
     param = next(net.parameters(), None)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
@@ -149,8 +165,10 @@ def train_probe(model: nn.Module, arch: Architecture, batches: list[tuple[np.nda
     net = unwrap(model)
     if not hasattr(net, "capture") or not hasattr(net, "_steps"):
         raise BackendError(f"expected a model built by the torch backend, got {type(net).__name__}")
-    if not any(node.name == LOGITS for node in arch.graph):  # pragma: no cover - every graph has one
+    if not arch.graph.outputs and not any(node.name == LOGITS for node in arch.graph):  # pragma: no cover
         raise BackendError(f"the graph has no '{LOGITS}' node")
+    if arch.graph.outputs and segments and len(segments) > 1:
+        raise BackendError("a backbone's probe runs in one segment (its loss reads outputs across segments)")
     collecting = CollectingSink() if sink is None else None
     probe = _Probe(net, arch, sink or collecting, segments, spill)  # type: ignore[arg-type]
     settings = {"lr": learning_rate, "momentum": momentum, "weight_decay": weight_decay}
@@ -226,11 +244,11 @@ class _Probe:
         with torch.set_grad_enabled(single):
             values = walk(self.net, self.steps[0] if single else [s for seg in self.steps for s in seg],
                           {self.inputs[0]: x}, emit=_keeping(emit, boundaries, set(self.inputs[1:])),
-                          keep=frozenset({LOGITS}))  # fmt: skip
+                          keep=objective_nodes(self.arch))  # fmt: skip
         if first:
             self.emit_stats()
         with torch.set_grad_enabled(single):
-            loss_tensor = F.cross_entropy(at_least_float32(values[LOGITS]), target)
+            loss_tensor = objective(self.arch, values, target)
             penalty = l2_penalty(self.net, self.arch)
             if penalty is not None:
                 loss_tensor = loss_tensor + penalty

@@ -40,8 +40,11 @@ def export_program(model: nn.Module, arch: Any, spec_data: Mapping[str, Any], pa
         torch.export.save(program, tmp, extra_files={META: json.dumps(meta, sort_keys=True)})
 
 
-def predict_program(path: Path, images: np.ndarray) -> np.ndarray:
-    """The archive's output for NHWC float32 ``images``, loaded as plain PyTorch loads it."""
+def predict_program(path: Path, images: np.ndarray, arch: Any) -> dict[str, np.ndarray]:
+    """The archive's outputs (name -> array, as :func:`.onnx_export.predict` names them) for NHWC
+    float32 ``images``, loaded as plain PyTorch loads it."""
+    from .onnx_export import named, output_names
+
     module = torch.export.load(str(path)).module()
     with torch.no_grad():
-        return module(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))).numpy()
+        return named(module(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))), output_names(arch))

@@ -51,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.output, suffix=args.output.suffix, force=args.force)
     if writer == "onnx":
         _require_onnx()
+    found: dict[str, tuple[float, float]] = {}  # output name -> (max abs, max rel) of the check
     try:
         source = exporting.open_source(args.source, args.checkpoint)
         if writer == "onnx":
-            abs_diff, rel_diff = exporting.write_onnx(source, args.output, args.opset)
+            found = exporting.write_onnx(source, args.output, args.opset)
         elif writer == "pt2":
-            abs_diff, rel_diff = exporting.write_program(source, args.output)
+            found = exporting.write_program(source, args.output)
         else:
             exporting.write_model(source, writer, args.output)
     except (exporting.ExportError, OnnxFileError) as exc:
@@ -64,17 +65,25 @@ def run(args: argparse.Namespace) -> int:
     except BackendError as exc:  # what is left: a backend that is unknown or lacks its framework
         fail(str(exc), EXIT_USAGE)
     done = f"from {source.origin}; {source.arch.hash[:19]}"
+    outputs = f", {len(found)} outputs: {', '.join(found)}" if writer in ("onnx", "pt2") and len(found) > 1 else ""
     if writer == "onnx":
-        print(f"wrote {args.output} (ONNX through torch, dynamic batch, {done})")
-        print(f"onnxruntime vs torch on a batch of {exporting.CHECK_BATCH}: max abs {abs_diff:.3g}, max rel "
-              f"{rel_diff:.3g} (limit {exporting.ONNX_RELATIVE_LIMIT:g} rel)")  # fmt: skip
+        print(f"wrote {args.output} (ONNX through torch, dynamic batch{outputs}, {done})")
+        _differences("onnxruntime vs torch", found, f" (limit {exporting.ONNX_RELATIVE_LIMIT:g} rel)")
     elif writer == "pt2":
-        print(f"wrote {args.output} (torch.export program, dynamic batch, {done})")
-        print(f"torch.export.load vs the network on a batch of {exporting.CHECK_BATCH}: max abs {abs_diff:.3g}, "
-              f"max rel {rel_diff:.3g}")  # fmt: skip
+        print(f"wrote {args.output} (torch.export program, dynamic batch{outputs}, {done})")
+        _differences("torch.export.load vs the network", found, "")
     else:
         print(f"wrote {args.output} ({writer}, {done})")
     return EXIT_OK
+
+
+def _differences(what: str, found: dict[str, tuple[float, float]], limit: str) -> None:
+    """One line for one output; a backbone's: one line per output (feature name)."""
+    from ..exporting import CHECK_BATCH
+
+    for name, (abs_diff, rel_diff) in found.items():
+        which = f", output {name}" if len(found) > 1 else ""
+        print(f"{what} on a batch of {CHECK_BATCH}{which}: max abs {abs_diff:.3g}, max rel {rel_diff:.3g}{limit}")
 
 
 def _require_onnx() -> None:

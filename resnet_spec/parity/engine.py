@@ -38,9 +38,17 @@ CALIBRATED = (
     "every check used moving statistics set to the first batch's statistics instead"
 )
 BACKBONE = (
-    "a backbone (head.features) has no classifier, so no loss: only the eval check ran (every node, each "
-    "feature output among them, marked 'output NAME')"
+    "a backbone (head.features) has no classifier: the train-mode checks use the loss sum over its feature "
+    "outputs of mean(f ** 2) (labels unused); every feature output is marked 'output NAME'"
 )
+BACKBONE_LEAN = (
+    "a backbone (head.features) in a lean run: only the eval check ran (every node, each feature output among "
+    "them, marked 'output NAME'); the train-mode checks (train_forward, norm_stats, gradients, weights_after) "
+    "did not run and no SGD step was taken, since the lean run's segmented backward does not carry a backbone's "
+    "loss (the sum of mean(f ** 2) over its feature outputs); a smaller --batch-size or a reduced copy of the "
+    "spec (--set) runs them, as does the classifier spec with the same stem and stages"
+)
+NO_SEGMENTS = "a lean run's segmented backward does not carry a backbone's loss (see the note)"
 # A run is lean (docs/parity.md, "Memory and time") where the fast way would pass this.
 MEMORY_BUDGET = 4 << 30
 FRAMEWORKS_BYTES = 1 << 30  # TensorFlow and PyTorch imported, nothing built (measured: 0.96 GB)
@@ -97,22 +105,31 @@ def run(
         weight_backend(name)  # a usage error (unknown backend, framework missing) before any work
     lean = _lean(arch, batch_size) if low_memory is None else low_memory
     isolate = lean if isolate is None else isolate
-    backbone = bool(arch.graph.outputs)  # no classifier, no loss: the train probe has nothing to differentiate
+    # A backbone's probe loss (no classifier) is the sum of mean(f ** 2) over its feature outputs,
+    # read across the whole graph: the segmented backward of a lean run does not carry it, so a
+    # lean backbone runs the eval check alone and the report says so.
+    backbone = bool(arch.graph.outputs)
+    eval_only = backbone and lean
     report = ParityReport(backends, seed, steps, precision, allow_vacuous=allow_vacuous, batch_size=batch_size,
-                          checks_run=["eval"] if backbone else list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
+                          checks_run=["eval"] if eval_only else list(CHECKS), input_node=arch.graph.input.name)  # fmt: skip
     if backbone:
-        report.notes.append(BACKBONE)
+        report.notes.append(BACKBONE_LEAN if eval_only else BACKBONE)
+    if eval_only:
+        report.skipped = {check: NO_SEGMENTS for check in PROBE_CHECKS}
+        report.steps = 0  # none were taken; the number asked for is settings.steps_asked
     report.settings = {"learning_rate": learning_rate, "momentum": momentum, "weight_decay": weight_decay,
                        "tolerances": asdict(tolerances),
                        "memory": {"mode": "lean" if lean else "fast", "child_processes": isolate}}  # fmt: skip
+    if eval_only:
+        report.settings["steps_asked"] = steps
     with Spill(on_disk=lean or isolate) as spill:
         run = _Run(arch, backends, spill, tolerances, isolate, low_memory if lean else False,
                    _batches(arch, seed, batch_size, max(1, steps)))  # fmt: skip
         run.weights = run.starting_weights(seed, start)
         probe = Task("probe", precision, "p", (*PROBE_CHECKS, "kinks"), steps, learning_rate, momentum, weight_decay)
-        tasks = [Task("eval", precision, "e")] + ([] if backbone else [probe])
+        tasks = [Task("eval", precision, "e")] + ([] if eval_only else [probe])
         a, b = run.both(tasks)
-        if a.overflow and b.overflow and not backbone:
+        if a.overflow and b.overflow and not eval_only:
             run.weights = run.calibrated()
             report.notes.append(CALIBRATED)
             report.calibrated = True

@@ -88,6 +88,7 @@ class ParityReport:
     calibrated: bool = False
     spec: str | None = None  # where the spec came from, for reports (a path or a name)
     checks_run: list[str] = field(default_factory=list)  # every check that ran, with rows or not
+    skipped: dict[str, str] = field(default_factory=dict)  # check -> why it did not run (never silently left out)
     input_node: str | None = None  # the graph's input: the same images went to both, so it proves nothing
     timings: list[dict[str, Any]] = field(default_factory=list)  # each side's tasks: wall and CPU seconds
 
@@ -142,6 +143,7 @@ class ParityReport:
             "allow_vacuous": self.allow_vacuous,
             "first_divergence": _row(first) if first else None,
             "checks": {check: self._check_json(check) for check in self.checks()},
+            "skipped": dict(self.skipped),
             "hazards": [asdict(h) for h in self.hazards],
             "kink_flips": self.kink_flips,
             "later_kink_flips": {str(step): flips for step, flips in self.later_kink_flips.items()},
@@ -205,11 +207,16 @@ def render_text(report: ParityReport, *, rows: int = 8) -> str:
             f"{check:15s} {worst.node:38s} {worst.tensor:16s} {worst.max_abs:10.2e} {worst.max_rel:10.2e} "
             f"{worst.limit:8.0e}  {verdict}" + ("" if vacuous else f" ({worst.measure}{where})")
         )
+        for row in report.rows(check):  # a backbone's outputs, each on its own line (its worst row is above)
+            if row.tensor.startswith("output "):
+                lines.append(f"  {row.tensor:13s} {row.node:38s} {'':16s} {row.max_abs:10.2e} {row.max_rel:10.2e} "
+                             f"{row.limit:8.0e}  {'ok' if row.ok else 'FAIL'}")  # fmt: skip
         if check in report.float32_worst:
             before = report.float32_worst[check]
             lines.append(
                 f"  {'(float32)':13s} {before.node:38s} {before.tensor:16s} {before.max_abs:10.2e} {before.max_rel:10.2e}"
             )
+    lines += [f"{check:15s} not run: {why}" for check, why in report.skipped.items()]
     lines += [f"note: {note}" for note in report.notes]
     refused = [c for c in report.vacuous_checks() if not report.allow_vacuous]
     if refused:

@@ -3,6 +3,9 @@ every backend.
 
     checkpoint/            the latest checkpoint
     checkpoint.previous/   the one before it (what a damaged latest one falls back to)
+    checkpoint-best/       the checkpoint of the epoch with the best validation accuracy (runs
+                           with validation data only; :func:`keep_copy` of the latest one, same
+                           files, same digests), with its own ``checkpoint-best.previous/``
 
 A backend writes its files (weights, optimizer, random states: its own formats) into a fresh
 folder; ``state.json`` (step, epochs, the preprocessor, the architecture hash, the sha256 of every
@@ -54,7 +57,7 @@ def previous_of(target: Path) -> Path:
     return Path(target).with_name(Path(target).name + PREVIOUS_SUFFIX)
 
 
-def save(target: Path, write: Callable[[Path], None], state: dict[str, Any]) -> None:
+def save(target: Path, write: Callable[[Path], None], state: dict[str, Any], *, pause: bool = True) -> None:
     """Write a checkpoint with ``write(folder)`` (everything but the state), then ``state`` with
     the digests, and put it in place of ``target`` (whose checkpoint becomes the previous one)."""
     target = Path(target)
@@ -65,7 +68,8 @@ def save(target: Path, write: Callable[[Path], None], state: dict[str, Any]) -> 
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; give it a normal folder's mode
         write(tmp)
-        _pause_for_tests(state)
+        if pause:
+            _pause_for_tests(state)
         files = {name: _sha256(tmp / name) for name in _files(tmp)}
         body = {"format": FORMAT, **state, "files": files}
         (tmp / STATE).write_text(json.dumps({**body, "digest": _state_digest(body)}, indent=2), encoding="utf-8")
@@ -88,6 +92,41 @@ def _rotate(target: Path, new: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         os.rename(target, previous)
     os.rename(new, target)
+
+
+def keep_copy(source: Path, target: Path) -> None:
+    """Put a copy of the checkpoint in ``source`` at ``target``, as :func:`save` puts a new one
+    (``target``'s becomes its previous one): the same files, so the same digests. Hard links where
+    the file system allows (no second copy of the weights: a checkpoint's files are never written
+    again once in place, only renamed and deleted), copies otherwise."""
+    source = Path(source)
+
+    def write(folder: Path) -> None:
+        for name in _files(source):
+            destination = folder / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source / name, destination)
+            except OSError:
+                shutil.copy2(source / name, destination)
+
+    state = {k: v for k, v in read_state(source).items() if k not in ("format", "files", "digest")}
+    save(target, write, state, pause=False)
+    reason = problem(target)
+    if reason is not None:  # the copy itself is checked against the digests it carries
+        raise TrainingError(f"{target}: the copy of {source} is not intact ({reason})")
+
+
+def drop_after(target: Path, step: int) -> None:
+    """Remove ``target``'s checkpoints (it and its previous one) of steps after ``step``: on
+    resume from ``step``, the best checkpoint of an epoch the run trains again (a resume from the
+    previous checkpoint, the latest one being damaged) no longer describes the run."""
+    for path in (Path(target), previous_of(target)):
+        later = path.is_dir() and (_step_or_none(path) or -1) > step
+        if later:
+            old = Path(tempfile.mkdtemp(prefix=f".{Path(target).name}.old-", dir=path.parent))
+            os.rename(path, old / "dropped")
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_state(folder: Path) -> dict[str, Any]:

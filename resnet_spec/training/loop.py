@@ -1,5 +1,6 @@
 """The training loop, once for every backend: steps, epochs, validation, metrics and events,
-checkpoints (at epoch ends, every ``checkpoint_every`` steps, at ``max_steps``), exact resume, a
+checkpoints (at epoch ends, every ``checkpoint_every`` steps, at ``max_steps``; with validation
+data, the best epoch's kept in ``checkpoint-best/``), exact resume, a
 progress bar, and Ctrl-C / SIGTERM (the run stops after the step in progress, saves a checkpoint
 and says how to resume). A backend supplies the :class:`~.job.TrainingSession` it drives.
 
@@ -83,6 +84,9 @@ class _Run:
         self.saved_at = -1
         self.finite_at = 0  # the loss was finite up to this step (0: nothing checked yet)
         self.warned = False
+        self.validating = job.validation is not None and len(job.validation) > 0  # the same on every rank
+        self.scored: tuple[int, float, float] | None = None  # (step, val accuracy, val loss) of the last epoch end
+        self.best: tuple[float, float] | None = None  # (val accuracy, val loss) of checkpoint-best (the chief's)
 
     # -------------------------------------------------------------- resume
 
@@ -100,6 +104,7 @@ class _Run:
         self.step = self.saved_at = self.finite_at = int(state["step"])
         self.session.set_metric_sums(np.asarray(state["epoch_sums"], np.float64))
         if self.chief:
+            self.best = _resume_best(self.job.run_dir.best, folder, state)
             self.job.run_dir.truncate_history(self.step // self.plan.steps_per_epoch, self.step)
             epoch, batch = self.plan.position(self.step)
             print(f"resumed at step {self.step} (epoch {epoch + 1}, batch {batch + 1})", file=sys.stderr)
@@ -135,10 +140,11 @@ class _Run:
                     sums = None
                     if self.step % spe == 0 or self.step == plan.total:
                         sums = self._end_epoch(rate, time.perf_counter() - started, bar)
+                    best = sums is not None and self._new_best()
                     due = self.step == self.stop or (every is not None and self.step % every == 0) or (
                         sums is not None and job.training.checkpoint_every_epoch)
-                    if due:
-                        self._save(sums)
+                    if due or best:  # a best epoch is saved as the latest checkpoint, then kept as the best
+                        self._save(sums, best=best)
                     if self._stopping(stop_request.requested):
                         if self.saved_at != self.step:
                             self._save(sums)
@@ -216,13 +222,24 @@ class _Run:
                 val = score_all(self.session.predict(validation, self.job.geometry(validation, train=False)),
                                 self.job.arch.spec.classes)  # fmt: skip
                 row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
+                self.scored = (self.step, val.accuracy, val.loss)
             self.job.run_dir.log_epoch(row)
             bar.write(describe_epoch(row, self.plan.epochs), file=sys.stdout)
         return sums
 
     # -------------------------------------------------------------- checkpoints
 
-    def _save(self, sums: np.ndarray | None) -> None:
+    def _new_best(self) -> bool:
+        """Whether the epoch that just ended scored better on the validation data than the
+        best checkpoint (every rank calls it at every epoch end: under several processes the
+        chief's answer is shared by a collective, since only the chief validates)."""
+        if not self.validating:
+            return False
+        found = self.chief and self.scored is not None and self.scored[0] == self.step and \
+            better(self.scored[1:], self.best)
+        return self.session.agree(found) if self.session.world > 1 else found
+
+    def _save(self, sums: np.ndarray | None, *, best: bool = False) -> None:
         session, job = self.session, self.job
         session.synchronize()
         sums = session.metric_sums() if sums is None else sums
@@ -234,14 +251,48 @@ class _Run:
             "epoch_sums": [float(v) for v in sums], "preprocessor": job.preprocessor.to_dict(),
             "mixed_precision": job.execution.mixed_precision, "world_size": session.world,
         }  # fmt: skip
+        if self.scored is not None and self.scored[0] == self.step:
+            state["validation"] = {"accuracy": self.scored[1], "loss": self.scored[2]}
         if self.chief:
             assert writer is not None  # the chief always writes its state
             job.run_dir.create()
             checkpoint.save(job.run_dir.checkpoint, writer, state)
+            if best and self.scored is not None:
+                checkpoint.keep_copy(job.run_dir.checkpoint, job.run_dir.best)
+                self.best = self.scored[1:]
         elif writer is not None:  # another worker takes part in writing (TensorFlow) into scratch
             with tempfile.TemporaryDirectory() as scratch:
                 writer(Path(scratch))
         self.saved_at = self.step
+
+
+def better(score: tuple[float, float], than: tuple[float, float] | None) -> bool:
+    """Whether (validation accuracy, validation loss) ``score`` beats ``than``: the higher
+    accuracy; on a tie the lower loss (a NaN loss never wins); a full tie keeps the earlier epoch."""
+    if than is None:
+        return True
+    if score[0] != than[0]:
+        return score[0] > than[0]
+    return math.isfinite(score[1]) and not score[1] >= than[1]
+
+
+def _resume_best(target: Path, resumed: Path, state: dict[str, Any]) -> tuple[float, float] | None:
+    """The score of the best checkpoint a resumed run continues with. A best one of a later step
+    than the checkpoint resumed (possible only when a damaged latest one fell back to its
+    previous) is dropped, as the history of those steps is; the resumed checkpoint itself becomes
+    the best one when it scored better (a stop between its write and the copy)."""
+    step = int(state["step"])
+    checkpoint.drop_after(target, step)
+    found = checkpoint.recover(target, _warn)
+    score = None
+    if found is not None:
+        kept = checkpoint.read_state(found).get("validation")
+        score = (float(kept["accuracy"]), float(kept["loss"])) if isinstance(kept, dict) else None
+    mine = state.get("validation")
+    if isinstance(mine, dict) and better((float(mine["accuracy"]), float(mine["loss"])), score):
+        checkpoint.keep_copy(resumed, target)
+        score = (float(mine["accuracy"]), float(mine["loss"]))
+    return score
 
 
 def _progress(job: TrainingJob, chief: bool, start: int, stop: int, epochs: int) -> Any:

@@ -9,6 +9,8 @@
       curves.png             loss and accuracy curves
       checkpoint/            the latest checkpoint (backend files + state.json with their digests)
       checkpoint.previous/   the one before it (used when the latest one is damaged)
+      checkpoint-best/       with validation data: the epoch of the best validation accuracy
+                             (ties: the lower validation loss, then the earlier epoch)
       result.json            final test accuracy and where everything is
       run.lock               while a train runs: its pid (an exclusive lock, see .run_state)
 
@@ -48,6 +50,10 @@ class RunDir:
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "checkpoint-best"
 
     def write_spec(self, spec_data: dict[str, Any]) -> None:
         self.create()
