@@ -32,6 +32,7 @@ def parity_row(name: str) -> dict[str, Any]:
     arch = resnet_spec.build_architecture(REPO / "examples" / f"{name}.yaml")
     report = parity.run(arch, seed=0, steps=2, batch_size=2, precision="float64")
     worst = {check: report.worst(check).max_rel for check in report.checks() if report.worst(check) is not None}  # type: ignore[union-attr]
+    print(f"{name}: ok {report.ok}, {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return {"ok": report.ok, "checks": report.checks(), "worst_rel": worst, "notes": report.notes,
             "text": "" if report.ok else parity.render_text(report), "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
 

@@ -2,7 +2,7 @@
 picks its engine when first imported; this process runs on TensorFlow): float64 parity against
 the torch backend, a .keras round trip, ``train`` / ``evaluate`` refused in one line, and no
 TensorFlow imported along the way. One child runs every check (tests/keras_jax_child.py says
-why); the CIFAR-sized examples beyond resnet20 run under ``-m exhaustive``."""
+why); the CIFAR-sized examples run under ``-m exhaustive``."""
 
 from __future__ import annotations
 
@@ -26,10 +26,15 @@ if _MISSING:
 
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
-# The cheap ones (CPU seconds each, mostly JAX compiling kernels; see docs/backends.md) in the
-# suite, the other CIFAR-sized examples under -m exhaustive.
-CHEAP = ["resnet_digits", "resnet20_cifar10"]
-HEAVIER = ["resnet32_cifar10", "resnet34_cifar10", "resnet_v2_11_cifar10", "resnet_v2_56_cifar10"]
+# JAX compiles every kernel shape the first time it meets it: digits costs ~30 CPU seconds and
+# each CIFAR example ~15-30 more (docs/backends.md), so the suite runs digits and -m exhaustive
+# every CIFAR-sized example (32x32) parity covers but ResNet-1202 (4,208 layers).
+CHEAP = ["resnet_digits"]
+HEAVIER = [
+    "resnet20_cifar10", "resnet32_cifar10", "resnet44_cifar10", "resnet56_cifar10", "resnet110_cifar10",
+    "resnet34_cifar10", "resnet_v2_11_cifar10", "resnet_v2_56_cifar10", "resnet_v2_110_cifar10",
+    "resnet_v2_164_cifar10", "wide_resnet28_10_cifar10",
+]  # fmt: skip
 CHECKS = ["eval", "train_forward", "norm_stats", "gradients", "weights_after"]
 REFUSAL = "the keras backend trains and evaluates on the tensorflow engine only, and KERAS_BACKEND is 'jax'"
 
