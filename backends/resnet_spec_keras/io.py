@@ -38,8 +38,7 @@ from resnet_spec.loader import Limits
 from resnet_spec.pipeline import build_architecture
 from resnet_spec.weights import shapes
 
-from . import engine
-from . import layers  # noqa: F401  (registers the custom layers, for plain load_model users)
+from . import engine, layers  # noqa: F401  (layers registers the custom layers, for plain load_model users)
 from .model import build_model, deep_recursion
 from .weights import set_weights
 
