@@ -59,8 +59,9 @@ def assert_parity(rows: dict[str, Any], names: list[str]) -> None:
     for name, row in rows.items():
         assert row["ok"], f"{name}:\n{row['text']}"
         assert row["checks"] == CHECKS, name
-        # float64 agreement measured ~1e-14 (docs/backends.md); far below the checks' own limits.
-        assert max(row["worst_rel"].values()) < 1e-12, (name, row["worst_rel"])
+        # Measured ~1e-14, at most 2.4e-11 (ResNet-v2-164's weights after the steps, the same
+        # on TensorFlow; docs/backends.md): far below the checks' own limits.
+        assert max(row["worst_rel"].values()) < 1e-10, (name, row["worst_rel"])
 
 
 def test_the_child_ran_on_jax_without_tensorflow(jax_run: dict[str, Any]) -> None:
