@@ -11,14 +11,19 @@ TensorFlow. resnet-spec's Keras backend runs on two of Keras' engines:
   Parity's float64 needs JAX's 64-bit mode, which :func:`enable_float64` turns on.
 
 Any other engine (``torch``, ``numpy``, ``openvino``) is refused with one line naming these.
+On JAX nothing resnet-spec runs imports TensorFlow, even where it is installed
+(:func:`without_tensorflow_probe`; tests/test_keras_jax.py checks it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from resnet_spec.backends import BackendError
 
@@ -88,3 +93,35 @@ def enable_float64() -> None:
 
     jax.config.update("jax_enable_x64", True)
     dtypes.BIT64_TO_BIT32_DTYPE["float64"] = "float64"
+
+
+@contextlib.contextmanager
+def without_tensorflow_probe() -> Iterator[None]:
+    """On JAX, keep Keras from importing TensorFlow for nothing while it serializes a model.
+
+    Keras' serializer asks ``tf.available`` of every value it meets (``model.save`` writing
+    ``config.json``), and that lazy module imports TensorFlow where it is installed (seconds, and
+    GBs of address space) only to test ``isinstance(value, tf.TensorShape)`` and the like. In a
+    process that has not imported TensorFlow no value can be an instance of its classes, so the
+    answer "not available" changes nothing; it holds only for the duration and only while
+    TensorFlow is unimported. On TensorFlow (imported with Keras) nothing happens."""
+    lazy = _keras_tensorflow_module()
+    if current() != "jax" or "tensorflow" in sys.modules or lazy is None or lazy._available is not None:
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        if lazy._available is False:
+            lazy._available = None
+
+
+def _keras_tensorflow_module() -> Any:
+    """Keras' shared lazy ``tensorflow`` module (``keras.src.utils.module_utils``), if this Keras has one."""
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:
+        return None
+    lazy = getattr(module_utils, "tensorflow", None)
+    return lazy if hasattr(lazy, "_available") else None

@@ -38,7 +38,7 @@ from resnet_spec.loader import Limits
 from resnet_spec.pipeline import build_architecture
 from resnet_spec.weights import shapes
 
-from . import layers  # noqa: F401  (registers the custom layers, for plain load_model users)
+from . import engine, layers  # noqa: F401  (layers registers the custom layers, for plain load_model users)
 from .model import build_model, deep_recursion
 from .weights import set_weights
 
@@ -62,7 +62,8 @@ def save(model: keras.Model, arch: Any, spec_data: Mapping[str, Any], path: str 
         raise BackendError(f"the spec is not JSON-serializable: {exc}") from exc
     # atomic_path's temporary name keeps the .keras suffix, which model.save insists on.
     with deep_recursion(len(model.layers)), atomic_path(path) as tmp:
-        model.save(tmp)
+        with engine.without_tensorflow_probe():
+            model.save(tmp)
         members = integrity.zip_members(tmp, ".keras")
         weights = _read_weights(tmp, members, arch, integrity.model_file_limit(arch))
         meta["integrity"] = integrity.record(_parts(tmp, members, meta), _digests(weights))

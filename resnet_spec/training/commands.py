@@ -127,8 +127,8 @@ def evaluate(target: Path, source: str, backend: str | None = None) -> tuple[Eva
     arch = build_architecture(target / "spec.yaml")
     if arch.hash != meta.get("hash"):
         raise TrainingError(f"{target}: spec.yaml no longer gives the architecture this run trained ({meta.get('hash')})")
+    trainer = trainer_for(backend or str(meta.get("backend")))  # refuses before the data is read
     dataset = data.load(source, arch.spec)
-    trainer = trainer_for(backend or str(meta.get("backend")))
     preprocessor = Preprocessor.from_dict(meta["preprocessor"])
     evaluation = loop.evaluate(trainer, arch, target / "checkpoint", dataset.test, preprocessor)
     return evaluation, dataset.class_names

@@ -24,6 +24,9 @@ def evaluate_model_file(path: Path, source: str, backend: str | None = None) -> 
     trainer = get_backend(name)
     if not isinstance(trainer, Trainer):
         raise BackendError(f"backend '{name}' cannot evaluate (it has no predictor)")
+    check = getattr(trainer, "check_training", None)  # Keras on JAX: one line before the file is read
+    if check is not None:
+        check()
     try:
         _, meta = trainer.load(path)  # refuses a damaged or mismatched file before any data is read
     except BackendError as exc:
