@@ -179,6 +179,7 @@ def _initial(job: TrainingJob, key: str) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # 1-2 minutes on 2 cores: not in the default run
 def test_ctrl_c_under_workers_local_saves_a_checkpoint_and_resumes(tmp_path: Path) -> None:
     """Ctrl-C reaches the launcher, torchrun and both ranks (one process group, as in a terminal):
     the ranks finish their step and save; the run ends with status 130 and one line saying how to
@@ -226,6 +227,7 @@ def test_a_wrong_input_under_workers_local_is_one_line_before_any_worker(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # 1-2 minutes on 2 cores: not in the default run
 def test_two_nodes_on_loopback_equal_one_node_with_two_ranks(ddp_run: Path, tmp_path: Path) -> None:
     """The multi-node command of docs/training.md (``--nnodes=2 --node_rank=R --master_addr``, the
     c10d rendezvous), both nodes on this machine with one rank each: the weights of the one-node,

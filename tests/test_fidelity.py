@@ -18,6 +18,8 @@ from resnet_spec.backends import get_backend
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
 # Deep nets: full check in the slow profile only (ResNet-1202 has 4,208 nodes; ResNet101V2 is checked
 # against keras.applications at 224x224 in tests/test_keras_applications_v2.py).
+# ResNet-1202 (a minute a backend) is ResNet-110's blocks 200 times a stage: in the full sweep only.
+EXHAUSTIVE = {"resnet1202_cifar10"}
 SLOW = {"resnet1202_cifar10", "resnet152", "resnet101", "keras_resnet101v2_imagenet", "resnet_v2_164_cifar10", "wide_resnet28_10_cifar10"}
 
 
@@ -35,6 +37,8 @@ def _cases() -> list[object]:
             marks = [getattr(pytest.mark, backend)]
             if path.stem in SLOW:
                 marks.append(pytest.mark.slow)
+            if path.stem in EXHAUSTIVE:
+                marks.append(pytest.mark.exhaustive)
             cases.append(pytest.param(path, backend, marks=marks, id=f"{path.stem}-{backend}"))
     return cases
 

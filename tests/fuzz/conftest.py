@@ -43,7 +43,7 @@ if os.environ.get("RESNET_SPEC_FUZZ_EXAMPLES"):  # override the profile's max_ex
 CI_SCALE = {
     "validate": 5.0,  # validator + oracle only: cheap
     "torch": 1.0,
-    "keras": 1.0,
+    "keras": 0.5,  # Keras and torch on each spec (Keras ~0.3 s a model); torch alone runs 200 in its own property
     "mutation": 5.0,
     "mutation_build": 1.0,
     "text": 5.0,
