@@ -86,6 +86,14 @@ class TrainingJob:
     init: ImportResult | None = None  # weights imported by --init-from (None: the seeded start alone)
 
     @property
+    def classes(self) -> int:
+        """The classifier's classes. A backbone (``head.features``) has none, and the schema check
+        refuses a `training` section on one (RS211), so this holds for every job made from a valid spec."""
+        if self.arch.spec.classes is None:
+            raise TrainingError("a backbone (`head.features`) has no classes to train; give the spec a classifier head")
+        return self.arch.spec.classes
+
+    @property
     def training(self) -> Training:
         return training_of(self.arch)
 

@@ -52,7 +52,7 @@ def train(trainer: Trainer, job: TrainingJob) -> Evaluation:
         run.run()
         session.synchronize()
         job.extra["model"] = session.finish()
-        return score_all(session.predict(job.test, job.geometry(job.test, train=False)), job.arch.spec.classes)
+        return score_all(session.predict(job.test, job.geometry(job.test, train=False)), job.classes)
     finally:
         session.close()
         job.run_dir.close()
@@ -220,7 +220,7 @@ class _Run:
             validation = self.job.validation
             if validation is not None and len(validation):
                 val = score_all(self.session.predict(validation, self.job.geometry(validation, train=False)),
-                                self.job.arch.spec.classes)  # fmt: skip
+                                self.job.classes)  # fmt: skip
                 row["val_loss"], row["val_accuracy"] = val.loss, val.accuracy
                 self.scored = (self.step, val.accuracy, val.loss)
             self.job.run_dir.log_epoch(row)
