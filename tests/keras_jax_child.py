@@ -3,7 +3,7 @@ engine once, when first imported, so the JAX engine needs a process of its own; 
 runs every check, because JAX compiles each kernel shape the first time it meets it (seconds
 each on a CPU) and the examples share most of their shapes.
 
-``python tests/keras_jax_child.py OUT.json SCRATCH [--examples NAME ...] [--float32 NAME ...] [--round-trip]``
+``python tests/keras_jax_child.py OUT.json SCRATCH [--examples NAME ...] [--float32 NAME ...] [--reduced NAME ...] [--round-trip]``
 writes one JSON document to OUT.json: each example's float64 (and float32) parity against the torch backend,
 the compile -> save -> load round trip and the refusals of ``train`` and ``evaluate`` (with
 ``--round-trip``), the engine, and the heavy modules this process imported.
@@ -24,20 +24,33 @@ REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "resnet_digits.yaml"
 
 
-def parity_row(name: str, precision: str = "float64") -> dict[str, Any]:
+def at_64(path: Path) -> list[str]:
+    """The exhaustive sweep's reduction (tests/test_parity.py): 64x64 where the head pools globally."""
+    import resnet_spec
+
+    arch = resnet_spec.build_architecture(path)
+    head = arch.spec.head.layers
+    if arch.spec.input.height >= 64 and (arch.graph.outputs or (head and head[0].type == "global_avg_pool")):
+        return ["input.height=64", "input.width=64"]
+    return []
+
+
+def parity_row(name: str, precision: str = "float64", *, reduce: bool = False) -> dict[str, Any]:
     import resnet_spec
     from resnet_spec import parity
 
     started = time.perf_counter()
-    arch = resnet_spec.build_architecture(REPO / "examples" / f"{name}.yaml")
+    path = REPO / "examples" / f"{name}.yaml"
+    arch = resnet_spec.build_architecture(path, overrides=at_64(path) if reduce else ())
     report = parity.run(arch, seed=0, steps=2, batch_size=2, precision=precision)
     worst = {check: report.worst(check).max_rel for check in report.checks() if report.worst(check) is not None}  # type: ignore[union-attr]
     print(f"{name} ({precision}): ok {report.ok}, {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    logits = next(d.max_abs for d in report.differences if d.check == "eval" and d.node == parity.LOGITS)
+    logits = next((d.max_abs for d in report.differences if d.check == "eval" and d.node == parity.LOGITS), None)
     return {"ok": report.ok, "checks": report.checks(), "worst_rel": worst, "notes": report.notes,
             "decided_in": report.decided_in, "eval_logits_abs": logits,
             "float32_worst_rel": {check: w.max_rel for check, w in report.float32_worst.items()},
-            "text": "" if report.ok else parity.render_text(report), "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
+            "text": "" if report.ok else parity.render_text(report), "wall_s": round(time.perf_counter() - started, 1),
+            "input": [arch.spec.input.height, arch.spec.input.width]}  # fmt: skip
 
 
 def round_trip(scratch: Path) -> dict[str, Any]:
@@ -93,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scratch", type=Path)
     parser.add_argument("--examples", nargs="*", default=[])
     parser.add_argument("--float32", nargs="*", default=[], metavar="NAME", help="float32 parity of these too")
+    parser.add_argument("--reduced", nargs="*", default=[], metavar="NAME",
+                        help="float64 parity of these at the exhaustive sweep's 64x64 (ImageNet-size examples)")
     parser.add_argument("--round-trip", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result: dict[str, Any] = {"parity": {name: parity_row(name) for name in args.examples}}
     result["parity_float32"] = {name: parity_row(name, "float32") for name in args.float32}
+    result["parity_reduced"] = {name: parity_row(name, reduce=True) for name in args.reduced}
     if args.round_trip:
         result["round_trip"] = round_trip(args.scratch)
         result["commands"] = commands(args.scratch)
