@@ -3,10 +3,9 @@
 One element is one request: a replica's shard of a global batch (training) or a block of
 consecutive examples (evaluation), generated in order from the plan
 (:class:`resnet_spec.training.plan.Shard`: indices, labels, pad-and-crop and flip numbers,
-random-resized-crop draws). The requests' examples form one stream read by ``workers`` parallel
-calls (``map(num_parallel_calls=workers, deterministic=True)``) and are grouped back into the
-requests (``group_by_window``, a window of each request's size), with TensorFlow's own
-operations, off the Python thread:
+random-resized-crop draws). ``workers`` requests are read at a time
+(``map(num_parallel_calls=workers, deterministic=True)``), the examples of each in one loop
+inside the graph (``map_fn``), with TensorFlow's own operations, off the Python thread:
 
 * image files: ``tf.io.read_file``, then ``decode_jpeg`` with libjpeg's accurate integer DCT (what
   Pillow uses: the same pixels, bit for bit) or ``decode_image`` for PNG; the file's channels are
@@ -37,8 +36,7 @@ from resnet_spec.training.sources import Split, decode_image
 NATIVE_SUFFIXES = {".jpg", ".jpeg", ".png"}  # decoded by TensorFlow; the rest by Pillow
 MAX_AUTO_WORKERS = 8
 
-Request = tuple[np.ndarray, ...]  # (keys, indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
-KEY_BITS = 20  # a request's key: its number << KEY_BITS | its size (per-replica batches below a million)
+Request = tuple[np.ndarray, ...]  # (indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
 
 
 def default_workers(split: Split, geometry: Geometry) -> int:
@@ -80,8 +78,7 @@ class Reader:
         return self._dataset(blocks)
 
     def _signature(self) -> tuple[tf.TensorSpec, ...]:
-        spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
-                tf.TensorSpec([None, 3], tf.int32)]  # fmt: skip
+        spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 3], tf.int32)]
         if self.geometry.random:
             spec.append(tf.TensorSpec([None, TRIES, 4], tf.float64))
         if self.split.is_files:
@@ -90,11 +87,9 @@ class Reader:
 
     def _dataset(self, shards: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]) -> tf.data.Dataset:
         def requests() -> Iterator[Request]:
-            """(key, indices, labels, numbers[, crops][, paths]) per request; ``key`` (one per
-            example) is the request's number shifted left 20 bits plus its size."""
-            for number, (indices, numbers, crops) in enumerate(shards()):
-                key = np.full(len(indices), (number << KEY_BITS) + len(indices), np.int64)
-                parts: list[np.ndarray] = [key, indices, self.split.labels[indices], numbers]
+            """(indices, labels, numbers[, crops][, paths]) per request."""
+            for indices, numbers, crops in shards():
+                parts: list[np.ndarray] = [indices, self.split.labels[indices], numbers]
                 if self.geometry.random:
                     assert crops is not None, "random_resized_crop needs the core's draws"
                     parts.append(crops)
@@ -103,20 +98,15 @@ class Reader:
                 yield tuple(parts)
 
         source = tf.data.Dataset.from_generator(requests, output_signature=self._signature())
+        # One call per request, `workers` requests at a time; within a request the examples go
+        # through one `map_fn` (a loop inside the graph). A per-example tf.data stream regrouped
+        # into requests cost about 120 us of CPU more per image than the decoding itself, the
+        # share that an 8x8 JPEG's training step could not spare on two cores.
         parallel = {"num_parallel_calls": self.workers, "deterministic": True}
         if not self.split.is_files and self.geometry.mode == "none":
             loaded = source.map(self._block, **parallel)  # a batch read per request, nothing per example
         else:
-            if not self.split.is_files:
-                source = source.map(self._with_block, **parallel)
-            # One stream of examples, read by `workers` parallel calls, grouped back into requests
-            # (a window of the request's size per key: requests of any size, in order).
-            examples = source.unbatch().map(self._example, **parallel)
-            size = tf.constant((1 << KEY_BITS) - 1, tf.int64)
-            loaded = examples.group_by_window(key_func=lambda key, *_: key,
-                                              reduce_func=lambda key, window: window.batch(key & size),
-                                              window_size_func=lambda key: key & size)  # fmt: skip
-            loaded = loaded.map(lambda keys, images, labels, numbers: (images, labels, numbers))
+            loaded = source.map(self._request, **parallel)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         options.deterministic = True
@@ -130,22 +120,29 @@ class Reader:
         block = tf.numpy_function(self.split.read, [indices], tf.as_dtype(self.split.dtype), stateful=False)
         return tf.ensure_shape(block, [None, *shape])
 
-    def _block(self, key: tf.Tensor, indices: tf.Tensor, labels: tf.Tensor, numbers: tf.Tensor,
+    def _block(self, indices: tf.Tensor, labels: tf.Tensor, numbers: tf.Tensor,
                *_: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
         return self.preprocessor.apply(tf.cast(self._read(indices), tf.float32)), labels, numbers
 
-    def _with_block(self, key: tf.Tensor, indices: tf.Tensor, *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """The request with its examples' pixels in place of their indices."""
-        return (key, self._read(indices), *rest)
-
-    def _example(self, key: tf.Tensor, source: tf.Tensor, label: tf.Tensor, numbers: tf.Tensor,
-                 *rest: tf.Tensor) -> tuple[tf.Tensor, ...]:  # fmt: skip
+    def _request(self, indices: tf.Tensor, labels: tf.Tensor, numbers: tf.Tensor,
+                 *rest: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+        """A request's examples read one by one (decoded, brought to the input's size), then
+        preprocessed as a batch (the same elementwise arithmetic)."""
         crops = rest[0] if self.geometry.random else None
         if self.split.is_files:
-            image = self._file(rest[-1], crops)
+            sources = rest[-1]
+
+            def one(item: tuple[tf.Tensor, ...]) -> tf.Tensor:
+                return self._file(item[0], item[1] if crops is not None else None)
         else:
-            image = self._shape(source, crops)
-        return key, self.preprocessor.apply(image), label, numbers
+            sources = self._read(indices)
+
+            def one(item: tuple[tf.Tensor, ...]) -> tf.Tensor:
+                return self._shape(item[0], item[1] if crops is not None else None)
+
+        items = (sources, crops) if crops is not None else (sources,)
+        images = tf.map_fn(one, items, fn_output_signature=self._example_spec())
+        return self.preprocessor.apply(images), labels, numbers
 
     def _example_spec(self) -> tf.TensorSpec:
         g = self.geometry
@@ -154,11 +151,14 @@ class Reader:
     def _file(self, path: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
         if self.native:
             contents = tf.io.read_file(path)
-            with tf.control_dependencies([guard_size(contents)]):
-                image = tf.cond(tf.io.is_jpeg(contents),
-                                lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
+            jpeg = tf.io.is_jpeg(contents)
+            with tf.control_dependencies([guard_size(contents, jpeg)]):
+                image = tf.cond(jpeg, lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
                                 lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
-            image = to_channels(guard_expected(image, self.split.expect), self.geometry.channels)
+            image = guard_expected(image, self.split.expect)
+            expect = self.split.expect
+            if not (expect and expect[2] == self.geometry.channels):  # else asserted to have them already
+                image = to_channels(image, self.geometry.channels)
         else:
             channels, expect = self.geometry.channels, self.split.expect
             image = tf.numpy_function(lambda p: decode_image(p.decode(), channels, expect), [path], tf.uint8,
@@ -181,11 +181,10 @@ class Reader:
         return DataError(f"{self.split.name}: TensorFlow could not read examples {indices[:4].tolist()}...: {first}")
 
 
-def guard_size(contents: tf.Tensor) -> tf.Tensor:
+def guard_size(contents: tf.Tensor, jpeg: tf.Tensor) -> tf.Tensor:
     """An assertion that a JPEG's or PNG's header declares at most MAX_PIXELS pixels, checked
     before TensorFlow decodes it (TensorFlow has no limit of its own); when it fails, :meth:`Reader.explain`
-    names the file through Pillow ("decompression bomb")."""
-    jpeg = tf.io.is_jpeg(contents)
+    names the file through Pillow ("decompression bomb"). ``jpeg``: ``tf.io.is_jpeg(contents)``."""
 
     def png_size() -> tf.Tensor:  # IHDR: width and height, big-endian, at bytes 16..24
         raw = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64)
@@ -203,10 +202,10 @@ def guard_expected(image: tf.Tensor, expect: tuple[int, int, int] | None) -> tf.
     converts nothing (:mod:`resnet_spec.training.checks`)."""
     if expect is None:
         return image
-    shape = tf.shape(image)
-    checks = [tf.debugging.assert_equal(shape[axis], want, message="image of another shape than the input")
-              for axis, want in enumerate(expect) if want]  # fmt: skip
-    with tf.control_dependencies(checks):
+    axes = [axis for axis, want in enumerate(expect) if want]
+    found = tf.gather(tf.shape(image), axes)  # one assertion for every axis: a few microseconds an image
+    check = tf.debugging.assert_equal(found, [expect[axis] for axis in axes], message="image of another shape than the input")
+    with tf.control_dependencies([check]):
         return tf.identity(image)
 
 
