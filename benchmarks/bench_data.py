@@ -29,7 +29,9 @@ Parts (``--part``; each backend measured in its own processes, ratios taken with
 * ``train``: training throughput of the digits network (``examples/resnet_digits.yaml``) from a
   folder of the digits as 8x8 JPEG files (``--workers`` DataLoader workers / tf.data threads)
   against the same decoded images as tensors in memory, both through the trainer's session as the
-  core loop drives it; chunks of ``--chunk`` steps alternate over ``--rounds`` rounds. Target:
+  core loop drives it; chunks of ``--chunk`` steps alternate over ``--rounds`` rounds. The
+  training process' framework runs its operations on ``--threads`` intra-op threads (default 1,
+  in both backends, leaving the input workers a core; 0: the framework's own choice). Target:
   folder / memory >= 0.9.
 
     python benchmarks/bench_data.py --part pipelines --workers 2
@@ -295,6 +297,10 @@ def training(args: argparse.Namespace, backend: str) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(args.threads)
+    if backend == "keras" and args.threads:  # the same one thread for the step, in TensorFlow's terms
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     folder = digits_jpeg_folder(args.cache / "digits-jpeg")
     spec = yaml.safe_load((REPO / "examples" / "resnet_digits.yaml").read_text())
     spec["training"].update(epochs=1000, validation_split=0.0, tensorboard=False,
@@ -384,7 +390,9 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=6, help="batches per round (pipelines)")
     parser.add_argument("--chunk", type=int, default=40, help="steps per round (train)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (train)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the training process (train)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of the training process (train; torch.set_num_threads, TensorFlow's "
+                             "intra_op_parallelism_threads; 0: the framework's choice)")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "resnet-spec-bench-data")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
@@ -418,7 +426,7 @@ def main() -> int:
             result = child(args, "train", backend)
             print(f"{backend}: resnet_digits training, {result['images']} digits as 8x8 JPEGs vs the same images in "
                   f"memory, {args.rounds} rounds of {args.chunk} steps, {args.workers} workers"
-                  + (f", torch threads {args.threads}" if backend == "torch" else ""))  # fmt: skip
+                  + (f", {backend} intra-op threads {args.threads}" if args.threads else ""))  # fmt: skip
             result["names"] = ["JPEG folder", "tensors in memory"]
             report("folder / memory", result, 0.9)
             own = result["training_process_cpu"]

@@ -629,20 +629,36 @@ def test_the_checks_are_shared_by_keras(tmp_path: Path, case: str) -> None:
 
 @pytest.mark.keras
 @pytest.mark.skipif(not HAVE_KERAS, reason="needs keras")
-@pytest.mark.parametrize("case", ["bomb", "taller"])
+@pytest.mark.parametrize("case", ["bomb", "taller", "jpeg bomb", "taller jpeg"])
 def test_keras_native_decoding_guards_files_past_the_header_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    case: str) -> None:  # fmt: skip
     """TensorFlow decodes JPEG and PNG itself, with no pixel limit: the pipeline checks the header's
-    size (and the shape, when nothing is converted) first, and the file is named through Pillow."""
+    size (and the shape, when nothing is converted) first, and the file is named through Pillow.
+    A JPEG whose header must name the input's size is checked against it before decoding."""
     from PIL import Image
 
     made = folder(tmp_path, count=6)
-    target = made / "train" / "a" / "3.png"
+    target = made / "train" / "a" / ("3.jpg" if "jpeg" in case else "3.png")
+    (made / "train" / "a" / "3.png").unlink()
     if case == "bomb":
         target.write_bytes(png_header(30_000, 30_000))
+    elif case == "jpeg bomb":
+        target.write_bytes(jpeg_claiming(30_000, 30_000))
     else:
         Image.fromarray(np.zeros((9, 8), np.uint8)).save(target)
     monkeypatch.setattr(checks, "HEADER_SAMPLE", 2)  # index 3 is not among the headers read up front
     code, _, err, _ = train(tmp_path, made, backend="keras")
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "a/3.png" in err and ("decompression bomb" if case == "bomb" else "the image is 9x8x1") in err
+    assert f"a/{target.name}" in err and ("decompression bomb" if "bomb" in case else "the image is 9x8x1") in err
+
+
+def jpeg_claiming(height: int, width: int) -> bytes:
+    """A real 8x8 gray JPEG whose frame header (SOF0) says ``height`` x ``width``."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")  # marker, length (2), precision (1), height (2), width (2)
+    data[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)

@@ -1,14 +1,15 @@
 """The Keras input pipeline: ``tf.data`` reading a split for the core's plan.
 
 One element is one request: a replica's shard of a global batch (training) or a block of
-consecutive examples (evaluation), generated in order from the plan
-(:class:`resnet_spec.training.plan.Shard`: indices, labels, pad-and-crop and flip numbers,
-random-resized-crop draws). ``workers`` requests are read at a time
+consecutive examples (evaluation), request k made from the plan by a ``numpy_function`` on
+``Dataset.range`` (:class:`resnet_spec.training.plan.Shard`: indices, labels, pad-and-crop and
+flip numbers, random-resized-crop draws). ``workers`` requests are read at a time
 (``map(num_parallel_calls=workers, deterministic=True)``), the examples of each in one loop
 inside the graph (``map_fn``), with TensorFlow's own operations, off the Python thread:
 
-* image files: ``tf.io.read_file``, then ``decode_jpeg`` with libjpeg's accurate integer DCT (what
-  Pillow uses: the same pixels, bit for bit) or ``decode_image`` for PNG; the file's channels are
+* image files: ``tf.io.read_file``, the header's size checked, then ``decode_jpeg`` with libjpeg's
+  accurate integer DCT (what Pillow uses: the same pixels, bit for bit) or ``decode_image`` for
+  PNG; the file's channels are
   converted with Pillow's rules (ITU-R 601 luma in Pillow's fixed point, alpha dropped or 255);
   other formats (BMP, GIF, TIFF, WebP) are decoded by Pillow through ``tf.numpy_function``;
 * arrays (memory maps, HDF5): one ``tf.numpy_function`` batch read;
@@ -16,11 +17,12 @@ inside the graph (``map_fn``), with TensorFlow's own operations, off the Python 
 then each example goes through its geometry (:mod:`resnet_spec.training.geometry`:
 ``tf.image.resize`` bilinear with half-pixel centres, antialiased when asked; the crop box in
 float64 with TensorFlow's ops) and the batch through ``Preprocessor.apply``; ``prefetch`` keeps
-batches ready. Nothing random happens in the pipeline: the numbers come from the plan."""
+``PREFETCH`` requests per worker ready. Nothing random happens in the pipeline: the numbers come
+from the plan."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from resnet_spec.training.sources import Split, decode_image
 
 NATIVE_SUFFIXES = {".jpg", ".jpeg", ".png"}  # decoded by TensorFlow; the rest by Pillow
 MAX_AUTO_WORKERS = 8
+PREFETCH = 2  # requests read ahead per worker
 
 Request = tuple[np.ndarray, ...]  # (indices, labels, numbers (n, 3) int32[, crops (n, TRIES, 4)][, paths])
 
@@ -61,21 +64,19 @@ class Reader:
     def training(self, plan: Plan, start: int, stop: int, parts: list[int], total: int) -> tf.data.Dataset:
         """The shards ``parts`` (replica ids among ``total``) of steps start .. stop - 1, in order."""
 
-        def shards() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-            for step in range(start, stop):
-                for part in parts:
-                    shard = plan.shard(step, part, total)
-                    yield shard.indices, np.stack([shard.tops, shard.lefts, shard.flips], axis=1).astype(np.int32), shard.crops
+        def shard(number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            step, part = divmod(number, len(parts))
+            drawn = plan.shard(start + step, parts[part], total)
+            return drawn.indices, np.stack([drawn.tops, drawn.lefts, drawn.flips], axis=1).astype(np.int32), drawn.crops
 
-        return self._dataset(shards)
+        return self._dataset(max(0, stop - start) * len(parts), shard)
 
     def evaluation(self, batch: int) -> tf.data.Dataset:
-        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-            for first in range(0, len(self.split), batch):
-                indices = np.arange(first, min(first + batch, len(self.split)))
-                yield indices, np.zeros((len(indices), 3), np.int32), None
+        def block(number: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            indices = np.arange(number * batch, min((number + 1) * batch, len(self.split)))
+            return indices, np.zeros((len(indices), 3), np.int32), None
 
-        return self._dataset(blocks)
+        return self._dataset(-(-len(self.split) // batch), block)
 
     def _signature(self) -> tuple[tf.TensorSpec, ...]:
         spec = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 3], tf.int32)]
@@ -85,32 +86,43 @@ class Reader:
             spec.append(tf.TensorSpec([None], tf.string))
         return tuple(spec)
 
-    def _dataset(self, shards: Callable[[], Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]) -> tf.data.Dataset:
-        def requests() -> Iterator[Request]:
-            """(indices, labels, numbers[, crops][, paths]) per request."""
-            for indices, numbers, crops in shards():
-                parts: list[np.ndarray] = [indices, self.split.labels[indices], numbers]
-                if self.geometry.random:
-                    assert crops is not None, "random_resized_crop needs the core's draws"
-                    parts.append(crops)
-                if self.split.is_files:
-                    parts.append(np.array(self.split.files(indices), dtype=object).astype(bytes))
-                yield tuple(parts)
+    def _dataset(self, count: int, shard: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> tf.data.Dataset:
+        """``count`` requests; request k is ``shard(k)``: (indices, pad-and-crop and flip numbers, crop draws)."""
 
-        source = tf.data.Dataset.from_generator(requests, output_signature=self._signature())
-        # One call per request, `workers` requests at a time; within a request the examples go
-        # through one `map_fn` (a loop inside the graph). A per-example tf.data stream regrouped
-        # into requests cost about 120 us of CPU more per image than the decoding itself, the
-        # share that an 8x8 JPEG's training step could not spare on two cores.
-        parallel = {"num_parallel_calls": self.workers, "deterministic": True}
-        if not self.split.is_files and self.geometry.mode == "none":
-            loaded = source.map(self._block, **parallel)  # a batch read per request, nothing per example
-        else:
-            loaded = source.map(self._request, **parallel)
+        def request(number: np.ndarray) -> Request:
+            """(indices, labels, numbers[, crops][, paths]) of request ``number``."""
+            indices, numbers, crops = shard(int(number))
+            parts: list[np.ndarray] = [indices.astype(np.int64), self.split.labels[indices].astype(np.int64), numbers]
+            if self.geometry.random:
+                assert crops is not None, "random_resized_crop needs the core's draws"
+                parts.append(crops.astype(np.float64))
+            if self.split.is_files:
+                parts.append(np.array(self.split.files(indices), dtype=object).astype(bytes))
+            return tuple(parts)
+
+        signature = self._signature()
+
+        def read(number: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            made = tf.numpy_function(request, [number], [spec.dtype for spec in signature], stateful=False)
+            parts = [tf.ensure_shape(part, spec.shape) for part, spec in zip(made, signature)]
+            if not self.split.is_files and self.geometry.mode == "none":
+                return self._block(*parts)  # a batch read per request, nothing per example
+            return self._request(*parts)
+
+        # One call per request, `workers` requests at a time: the request is made in Python
+        # (`numpy_function`), its examples go through one `map_fn` (a loop inside the graph).
+        # Measured per 8x8 JPEG against this: a `from_generator` source cost about 110 us of CPU
+        # more (the decoding itself about 55), a per-example stream regrouped into requests about
+        # 120 more. An unrolled graph instead of the loop saved under 20 but took 8 to 40 s to
+        # start.
+        loaded = tf.data.Dataset.range(count).map(read, num_parallel_calls=self.workers, deterministic=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         options.deterministic = True
-        return loaded.prefetch(tf.data.AUTOTUNE).with_options(options)
+        # Fixed parallelism and buffer, like a DataLoader's workers and prefetch factor: tf.data's
+        # autotuning, which has nothing left to tune here, cost about 20 us of CPU per 8x8 JPEG.
+        options.autotune.enabled = False
+        return loaded.prefetch(PREFETCH * self.workers).with_options(options)
 
     # -------------------------------------------------------------- reading
 
@@ -150,12 +162,7 @@ class Reader:
 
     def _file(self, path: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
         if self.native:
-            contents = tf.io.read_file(path)
-            jpeg = tf.io.is_jpeg(contents)
-            with tf.control_dependencies([guard_size(contents, jpeg)]):
-                image = tf.cond(jpeg, lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
-                                lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
-            image = guard_expected(image, self.split.expect)
+            image = self._decode(tf.io.read_file(path))
             expect = self.split.expect
             if not (expect and expect[2] == self.geometry.channels):  # else asserted to have them already
                 image = to_channels(image, self.geometry.channels)
@@ -165,6 +172,34 @@ class Reader:
                                       stateful=False)  # fmt: skip
             image = tf.ensure_shape(image, [None, None, channels])
         return self._shape(image, crops)
+
+    def _decode(self, contents: tf.Tensor) -> tf.Tensor:
+        """A JPEG (libjpeg's accurate integer DCT, as Pillow) or PNG, its size checked before it
+        is decoded and its shape against ``split.expect`` (when the recipe converts nothing)."""
+        jpeg = tf.io.is_jpeg(contents)
+        expect = self.split.expect
+
+        def any_file() -> tf.Tensor:
+            with tf.control_dependencies([guard_size(contents, jpeg)]):
+                return tf.cond(jpeg, lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
+                               lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
+
+        if expect and expect[0] and expect[1] and expect[0] * expect[1] <= MAX_PIXELS:
+            # A JPEG's header must name the expected size, which bounds its pixels: one check
+            # before decoding instead of a pixel limit and a shape check after it.
+            axes = [axis for axis, want in enumerate(expect) if want]
+
+            def sized_jpeg() -> tf.Tensor:
+                header = tf.gather(tf.image.extract_jpeg_shape(contents), axes)
+                check = tf.debugging.assert_equal(header, [expect[axis] for axis in axes],
+                                                  message="image of another shape than the input")  # fmt: skip
+                with tf.control_dependencies([check]):
+                    return tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
+
+            image = tf.cond(jpeg, sized_jpeg, any_file)
+        else:
+            image = any_file()
+        return guard_expected(image, expect)
 
     def _shape(self, image: tf.Tensor, crops: tf.Tensor | None = None) -> tf.Tensor:
         return transform(image, self.geometry, crops)
@@ -199,14 +234,11 @@ def guard_size(contents: tf.Tensor, jpeg: tf.Tensor) -> tf.Tensor:
 
 def guard_expected(image: tf.Tensor, expect: tuple[int, int, int] | None) -> tf.Tensor:
     """``image``, asserted to have the size and channels ``expect`` names (0: any), when the recipe
-    converts nothing (:mod:`resnet_spec.training.checks`)."""
+    converts nothing (:mod:`resnet_spec.training.checks`). ``ensure_shape`` checks when it runs, in
+    one operation: a few microseconds an image."""
     if expect is None:
         return image
-    axes = [axis for axis, want in enumerate(expect) if want]
-    found = tf.gather(tf.shape(image), axes)  # one assertion for every axis: a few microseconds an image
-    check = tf.debugging.assert_equal(found, [expect[axis] for axis in axes], message="image of another shape than the input")
-    with tf.control_dependencies([check]):
-        return tf.identity(image)
+    return tf.ensure_shape(image, [want or None for want in expect])
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
