@@ -42,30 +42,35 @@ def measure(backend: str, spec: str, batch: int, steps: int) -> list[dict[str, A
     images = rng.standard_normal((batch, inputs.height, inputs.width, inputs.channels))
     labels = rng.integers(0, arch.spec.classes or 1, batch)
     rows: list[dict[str, Any]] = []
-    chosen = get_backend(backend)
-    if backend == "torch":
-        timed(rows, "import", lambda: __import__("torch"))
-        import torch
+    run = _torch if backend == "torch" else _keras
+    run(rows, get_backend(backend), arch, images, labels, steps)
+    return rows
 
-        model = timed(rows, "build", lambda: chosen.build(arch, dtype="float64"))
-        x = torch.tensor(images.transpose(0, 3, 1, 2))
-        y = torch.tensor(labels)
-        model.eval()
-        with torch.no_grad():
-            timed(rows, "eval forward", lambda: model(x))
-        model.train()
 
-        def step() -> None:
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+def _torch(rows: list[dict[str, Any]], backend: Any, arch: Any, images: Any, labels: Any, steps: int) -> None:
+    timed(rows, "import", lambda: __import__("torch"))
+    import torch
 
-        for index in range(steps):
-            timed(rows, f"train forward and backward {index + 1}", step)
-        return rows
+    model = timed(rows, "build", lambda: backend.build(arch, dtype="float64"))
+    x, y = torch.tensor(images.transpose(0, 3, 1, 2)), torch.tensor(labels)
+    model.eval()
+    with torch.no_grad():
+        timed(rows, "eval forward", lambda: model(x))
+    model.train()
+
+    def step() -> None:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    for index in range(steps):
+        timed(rows, f"train forward and backward {index + 1}", step)
+
+
+def _keras(rows: list[dict[str, Any]], backend: Any, arch: Any, images: Any, labels: Any, steps: int) -> None:
     timed(rows, "import", lambda: __import__("tensorflow"))
     import keras
     import tensorflow as tf
 
-    model = timed(rows, "build", lambda: chosen.build(arch, dtype="float64"))
+    model = timed(rows, "build", lambda: backend.build(arch, dtype="float64"))
     x, y = tf.constant(images), tf.constant(labels)
     timed(rows, "eval forward", lambda: model(x, training=False))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -80,7 +85,6 @@ def measure(backend: str, spec: str, batch: int, steps: int) -> list[dict[str, A
     traced = tf.function(step)
     timed(rows, "the same in a tf.function, first call (traced)", traced)
     timed(rows, "the same in a tf.function, again", traced)
-    return rows
 
 
 def main() -> int:
