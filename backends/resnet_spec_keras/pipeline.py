@@ -179,14 +179,17 @@ class Reader:
         jpeg = tf.io.is_jpeg(contents)
         expect = self.split.expect
 
+        def decode_jpeg() -> tf.Tensor:
+            return tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
+
         def any_file() -> tf.Tensor:
             with tf.control_dependencies([guard_size(contents, jpeg)]):
-                return tf.cond(jpeg, lambda: tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE"),
-                               lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))  # fmt: skip
+                return tf.cond(jpeg, decode_jpeg, lambda: tf.io.decode_image(contents, channels=0, expand_animations=False))
 
         if expect and expect[0] and expect[1] and expect[0] * expect[1] <= MAX_PIXELS:
-            # A JPEG's header must name the expected size, which bounds its pixels: one check
-            # before decoding instead of a pixel limit and a shape check after it.
+            # A JPEG's header must then name the input's size, which also bounds its pixels: one
+            # check before decoding instead of the pixel limit (PNGs keep it; the shape check
+            # after decoding is theirs, and a no-op for a JPEG checked here).
             axes = [axis for axis, want in enumerate(expect) if want]
 
             def sized_jpeg() -> tf.Tensor:
@@ -194,7 +197,7 @@ class Reader:
                 check = tf.debugging.assert_equal(header, [expect[axis] for axis in axes],
                                                   message="image of another shape than the input")  # fmt: skip
                 with tf.control_dependencies([check]):
-                    return tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
+                    return decode_jpeg()
 
             image = tf.cond(jpeg, sized_jpeg, any_file)
         else:
